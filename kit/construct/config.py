@@ -1,0 +1,34 @@
+"""``construct`` section of a recipe."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PatternCounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ordinary: int = Field(2, ge=0, description="Factual questions per objective passage.")
+    opinion: int = Field(2, ge=0, description="Agree/disagree/conflict prompts per subjective passage.")
+    anti_induction: int = Field(2, ge=0, description="Inductive attacks per passage (false premise, pressure, identity, anachronism, leading).")
+    trait: int = Field(12, ge=0, description="Everyday scenarios for trait-only personas (total, per stage).")
+
+
+class ConstructConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    passage_words: int = Field(180, ge=30, description="Target passage length in words when splitting sources.")
+    max_passages: int | None = Field(None, ge=1, description="Cap on passages used (small runs, CI).")
+    patterns: PatternCounts = Field(default_factory=PatternCounts)
+    knowledge_words: int = Field(1500, ge=0, description="Words of objective knowledge retrieved per question (PersLLM: ~1500).")
+    style_words: int = Field(500, ge=0, description="Words of the persona's own writing retrieved per question (PersLLM: ~500).")
+    retriever: str = Field("auto", description="auto | embed | bm25 (embed needs the eval extra).")
+    few_shot: int = Field(2, ge=0, description="Gold examples shown to the teacher as demonstrations.")
+    cot: bool = Field(True, description="Ask for an analysis before the in-voice answer (chain-of-thought).")
+    train_on_cot: bool = Field(False, description="Put the analysis into the training target too.")
+    stage_token: bool = Field(False, description="Prefix the system prompt with PersLLM-style <TIME-i> stage tokens.")
+    dedup_threshold: float = Field(0.95, gt=0, le=1, description="Drop near-duplicates at this cosine similarity.")
+    min_answer_words: int = Field(5, ge=1)
+    max_answer_words: int = Field(300, ge=10)
+    judge: bool = Field(False, description="Ask the teacher to judge consistency and drop failures.")
+    test_fraction: float = Field(0.15, ge=0, lt=1, description="Held-out share, stratified by pattern and stage.")
+    include_gold: bool = Field(True, description="Add gold examples not held out to the training data.")
+    seed: int = 0

@@ -1,0 +1,27 @@
+"""``export`` and ``chat`` sections of a recipe."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+QUANTS = ("f16", "Q8_0", "Q4_K_M", "Q4_0", "Q5_K_M", "Q6_K")
+
+
+class ExportConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    quants: list[str] = Field(default_factory=lambda: ["Q4_K_M"], description=f"Any of {QUANTS}.")
+    out_dir: str = Field("export", description="Bundles land in <out_dir>/<persona>/.")
+    lora_gguf: bool = Field(True, description="Also write the adapter as a llama.cpp LoRA GGUF.")
+    card: bool = Field(True, description="Write a SillyTavern character card (JSON + PNG).")
+    parity_prompts: int = Field(8, ge=1, description="Prompts for HF-vs-GGUF logit parity.")
+    min_top1_f16: float = Field(0.99, ge=0, le=1, description="Fail the export below this f16 top-1 agreement.")
+
+
+class ChatConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(256, ge=1)
+    n_ctx: int = Field(2048, ge=128)
+    seed: int = -1

@@ -1,0 +1,197 @@
+"""Run directories, stage manifests and crash-safe file writes.
+
+Layout: ``runs/<persona>-<recipe>/`` holds ``recipe.resolved.yaml`` and one folder
+per stage (construct, sft, dpo, eval, export). Each stage folder has a
+``manifest.json`` with its inputs' hashes, config hash, status, counts and timings.
+A stage whose manifest says ``done`` with the same input hash is skipped; an
+interrupted one resumes from its append-only outputs.
+
+Every write is either atomic (temp file in the same folder + ``os.replace``) or an
+fsync'ed append of whole JSON lines, so a crash or Ctrl-C never leaves a torn file
+that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+STAGES = ("construct", "sft", "dpo", "eval", "export")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def append_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    """Append whole lines and fsync: a crash can lose at most the line being written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
+    return n
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read a JSONL file, ignoring a torn final line left by a crash mid-append."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break  # torn tail from an interrupted append: drop it, the rerun redoes it
+            raise
+    return rows
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_obj(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def hash_paths(paths: Iterable[Path]) -> str:
+    """Content hash of files and folders (sorted, names included)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+        for q in files:
+            h.update(str(q.name).encode())
+            h.update(sha256_file(q).encode() if q.exists() else b"missing")
+    return h.hexdigest()[:16]
+
+
+class Stage:
+    """One stage folder with its manifest."""
+
+    def __init__(self, run: "RunDir", name: str):
+        self.run = run
+        self.name = name
+        self.path = run.path / name
+        self.manifest_path = self.path / "manifest.json"
+
+    def manifest(self) -> dict:
+        if not self.manifest_path.exists():
+            return {}
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+
+    def is_done(self, inputs_hash: str) -> bool:
+        m = self.manifest()
+        return m.get("status") == "done" and m.get("inputs_hash") == inputs_hash
+
+    def begin(self, inputs_hash: str, **extra: Any) -> dict:
+        self.path.mkdir(parents=True, exist_ok=True)
+        m = self.manifest()
+        if m.get("inputs_hash") != inputs_hash:
+            m = {}  # inputs changed: the old partial state is not trusted for status
+        m.update({"stage": self.name, "status": "running", "inputs_hash": inputs_hash,
+                  "started_at": m.get("started_at") or time.time(), **extra})
+        atomic_write_json(self.manifest_path, m)
+        return m
+
+    def finish(self, **extra: Any) -> dict:
+        m = self.manifest()
+        m.update({"status": "done", "finished_at": time.time(), **extra})
+        if "started_at" in m:
+            m["wall_s"] = round(m["finished_at"] - m["started_at"], 2)
+        atomic_write_json(self.manifest_path, m)
+        return m
+
+    def update(self, **extra: Any) -> None:
+        m = self.manifest()
+        m.update(extra)
+        atomic_write_json(self.manifest_path, m)
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path).resolve()
+
+    @classmethod
+    def for_recipe(cls, loaded, run_dir: str | Path | None) -> "RunDir":
+        if run_dir is None:
+            from kit.spec.persona import slug
+
+            persona = loaded.persona_path()
+            name = persona.name if persona.is_dir() else persona.parent.name
+            run_dir = loaded.root / "runs" / f"{slug(name)}-{slug(loaded.spec.name)}"
+        return cls(run_dir)
+
+    def stage(self, name: str) -> Stage:
+        return Stage(self, name)
+
+    def write_recipe(self, recipe) -> None:
+        from kit.spec.recipe import dump_resolved
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / "recipe.resolved.yaml", dump_resolved(recipe))
+
+
+@contextmanager
+def timed() -> Iterator[dict]:
+    t = {"start": time.perf_counter()}
+    yield t
+    t["seconds"] = time.perf_counter() - t["start"]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (and waited-for children), in MiB."""
+    import resource
+
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(self_kb, child_kb) / 1024, 1)

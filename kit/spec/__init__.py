@@ -1,0 +1,1 @@
+"""Typed specs: the persona (who) and the recipe (how), loaded from YAML."""
