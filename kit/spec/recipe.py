@@ -23,6 +23,13 @@ from kit.teachers.config import TeacherConfig
 from kit.train.config import DpoConfig, TrainConfig
 
 
+import warnings
+
+# "construct" is a recipe section name and also a deprecated BaseModel classmethod;
+# the field is what users write, so silence pydantic's shadowing warning for it.
+warnings.filterwarnings("ignore", message='Field name "construct"', category=UserWarning)
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Recipe name; default run folder is runs/<persona>-<name>.")

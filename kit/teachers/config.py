@@ -46,8 +46,9 @@ class ScriptedTeacher(_Strict):
     """Unit tests only: answers come from a deterministic script, never from a model."""
 
     kind: Literal["scripted"] = "scripted"
-    seed: int = 0
+    seed: int = Field(0, description="Seed mixed into the scripted replies.")
     fail_rate: float = Field(0.0, ge=0, le=1, description="Share of calls that return junk (fault tests).")
+    delay_s: float = Field(0.0, ge=0, description="Sleep per call, so tests can kill a run mid-way.")
 
 
 TeacherConfig = LlamaCppTeacher | OpenAITeacher | ScriptedTeacher

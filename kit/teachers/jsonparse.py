@@ -1,0 +1,124 @@
+"""Robust JSON extraction from model text.
+
+Servers without structured output (and small models even with it) wrap JSON in prose or
+code fences, or stop mid-object at ``max_tokens``. We take the first balanced object,
+and as a last resort close a truncated one (an unterminated string, open brackets), so
+a reply cut at the token limit still yields the fields it finished.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+
+
+class JSONExtractError(ValueError):
+    """The text holds no JSON object we can recover."""
+
+
+def _balanced_object(text: str) -> str | None:
+    start = text.find("{")
+    while start != -1:
+        depth, in_str, esc = 0, False, False
+        for i in range(start, len(text)):
+            c = text[i]
+            if in_str:
+                if esc:
+                    esc = False
+                elif c == "\\":
+                    esc = True
+                elif c == '"':
+                    in_str = False
+            elif c == '"':
+                in_str = True
+            elif c in "{[":
+                depth += 1
+            elif c in "}]":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i + 1]
+        return None  # the first object never closes: leave it to _close_truncated
+    return None
+
+
+def _close_truncated(text: str) -> str | None:
+    """Close an object cut off mid-way: finish the open string, drop a dangling key, close brackets."""
+    start = text.find("{")
+    if start == -1:
+        return None
+    body = text[start:]
+    stack, in_str, esc = [], False, False
+    for c in body:
+        if in_str:
+            if esc:
+                esc = False
+            elif c == "\\":
+                esc = True
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in "{[":
+            stack.append("}" if c == "{" else "]")
+        elif c in "}]" and stack:
+            stack.pop()
+    if esc:
+        body = body[:-1]
+    if in_str:
+        body += '"'
+    body = body.rstrip()
+    # A key with no value yet ("key": or "key") cannot be completed: cut it away.
+    body = re.sub(r',\s*"[^"]*"\s*:?\s*$', "", body)
+    body = re.sub(r'[{,]\s*"[^"]*"\s*:\s*$', lambda m: m.group(0)[0] if m.group(0)[0] == "{" else "", body)
+    body = body.rstrip().rstrip(",")
+    return body + "".join(reversed(stack))
+
+
+def extract_json(text: str) -> tuple[dict, bool]:
+    """Return (object, repaired). Raises JSONExtractError when nothing usable is found."""
+    text = (text or "").strip()
+    candidates = [text]
+    candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
+    for cand in candidates:
+        try:
+            obj = json.loads(cand)
+            if isinstance(obj, dict):
+                return obj, False
+        except json.JSONDecodeError:
+            pass
+        bal = _balanced_object(cand)
+        if bal:
+            try:
+                obj = json.loads(bal)
+                if isinstance(obj, dict):
+                    return obj, False
+            except json.JSONDecodeError:
+                pass
+    closed = _close_truncated(text)
+    if closed:
+        try:
+            obj = json.loads(closed)
+            if isinstance(obj, dict) and obj:
+                return obj, True
+        except json.JSONDecodeError:
+            pass
+    raise JSONExtractError(f"no JSON object in reply: {text[:80]!r}")
+
+
+def check_schema(obj: dict, schema: dict) -> str | None:
+    """Minimal structural check (required keys, basic types). Returns a problem or None."""
+    props = schema.get("properties", {})
+    for key in schema.get("required", []):
+        if key not in obj:
+            return f"missing key '{key}'"
+    types = {"string": str, "boolean": bool, "integer": int, "number": (int, float), "array": list,
+             "object": dict}
+    for key, sub in props.items():
+        if key in obj and "type" in sub and sub["type"] in types:
+            if not isinstance(obj[key], types[sub["type"]]):
+                return f"key '{key}' is not {sub['type']}"
+            if sub["type"] == "string" and "enum" in sub and obj[key] not in sub["enum"]:
+                return f"key '{key}' not in {sub['enum']}"
+    return None

@@ -1,0 +1,82 @@
+"""A rich progress bar and a metrics log for HF/TRL trainers.
+
+One callback does both, so the numbers on screen and in ``metrics.jsonl`` are the same:
+step, loss, learning rate, effective (non-padding) tokens per second and ETA, plus DPO's
+reward accuracy and margins when the trainer logs them. Lines are appended with fsync,
+so a crash keeps every step logged before it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from kit.rundir import append_jsonl
+
+# Keys copied from trainer logs into metrics.jsonl (with the "train_" prefixes TRL adds stripped).
+KEEP = ("loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins", "rewards/chosen",
+        "rewards/rejected", "num_input_tokens_seen", "entropy", "mean_token_accuracy")
+
+
+def make_callback(metrics_path: Path, desc: str, show: bool = True):
+    """Build the callback class lazily: ``transformers`` is imported only by training code."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    from transformers import TrainerCallback
+
+    class RichTrainCallback(TrainerCallback):
+        def __init__(self):
+            self.metrics_path = Path(metrics_path)
+            self.progress = None
+            self.task = None
+            self.t0 = 0.0
+            self.tok0 = 0
+            self.last = {}
+            self.summary = {"tokens": 0, "seconds": 0.0, "tokens_per_s": 0.0, "steps": 0}
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+            self.tok0 = state.num_input_tokens_seen or 0  # a resumed run starts counting here
+            if show and state.is_world_process_zero:
+                self.progress = Progress(
+                    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+                self.progress.start()
+                self.task = self.progress.add_task(desc, total=state.max_steps, completed=state.global_step,
+                                                   loss="-", tps="-")
+
+        def _tps(self, state) -> float:
+            dt = time.perf_counter() - self.t0
+            return ((state.num_input_tokens_seen or 0) - self.tok0) / dt if dt > 0 else 0.0
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.progress is not None:
+                self.progress.update(self.task, completed=state.global_step, tps=f"{self._tps(state):,.0f}")
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            row = {"step": state.global_step, "time": round(time.time(), 3)}
+            for k, v in logs.items():
+                key = k[6:] if k.startswith("train_") and k[6:] in KEEP else k
+                if key in KEEP and isinstance(v, (int, float)):
+                    row[key] = v
+            if "loss" not in row and "rewards/accuracies" not in row:
+                return  # the end-of-training summary log; the summary dict covers it
+            row["tokens_per_s"] = round(self._tps(state), 1)
+            self.last = row
+            if state.is_world_process_zero:
+                append_jsonl(self.metrics_path, [row])
+            if self.progress is not None and "loss" in row:
+                self.progress.update(self.task, loss=f"{row['loss']:.3f}")
+
+        def on_train_end(self, args, state, control, **kw):
+            dt = time.perf_counter() - self.t0
+            tokens = (state.num_input_tokens_seen or 0) - self.tok0
+            self.summary = {"tokens": int(tokens), "seconds": round(dt, 2),
+                            "tokens_per_s": round(tokens / dt, 1) if dt > 0 else 0.0, "steps": state.global_step}
+            if self.progress is not None:
+                self.progress.update(self.task, completed=state.global_step)
+                self.progress.stop()
+
+    return RichTrainCallback()

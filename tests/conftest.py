@@ -1,0 +1,71 @@
+"""Shared test setup.
+
+- Every test session gets its own PERSKIT_HOME (models cache, chat history), so tests
+  never touch the user's real data dir; built models are shared within the session.
+- Threads are pinned to 1: CI has 2 cores and several tests spawn subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def perskit_home(tmp_path_factory):
+    """Point the kit's home at a temporary folder for the whole session."""
+    home = os.environ.get("PERSKIT_TEST_HOME") or str(tmp_path_factory.mktemp("perskit-home"))
+    old = os.environ.get("PERSKIT_HOME")
+    os.environ["PERSKIT_HOME"] = home
+    yield Path(home)
+    if old is None:
+        os.environ.pop("PERSKIT_HOME", None)
+    else:
+        os.environ["PERSKIT_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(perskit_home) -> Path:
+    from kit.models.resolve import materialize
+
+    return materialize("tiny-llama-spm")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(perskit_home) -> Path:
+    from kit.models.resolve import materialize
+
+    return materialize("tiny-qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3(perskit_home) -> Path:
+    from kit.models.resolve import materialize
+
+    return materialize("tiny-gemma3")
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
+    """Run ``perskit`` as a real subprocess (the way a user does)."""
+    import subprocess
+    import sys
+
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "kit", *args], cwd=cwd or REPO, env=e,
+                          capture_output=True, text=True, timeout=timeout)

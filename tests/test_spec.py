@@ -1,0 +1,151 @@
+"""Persona and recipe specs: bundled personas validate; each bad input fails in one line."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+
+from kit.errors import KitError
+from kit.spec.persona import load_persona
+from kit.spec.recipe import load_recipe
+
+BUNDLED = sorted(p.parent.name for p in (REPO / "personas").glob("*/persona.yaml"))
+
+GOOD = """\
+id: demo
+name: Demo Person
+identity: A demo person used in tests.
+stages:
+  - {id: early, label: Early, period: "1950-1960"}
+  - {id: late, label: Late, period: "1961-1970"}
+sources:
+  - {path: sources/bio.md, kind: objective, stage: early}
+  - {path: sources/diary.md, kind: subjective, stage: late}
+big_five: {O: 4, C: high, E: 2.5, A: 3, N: low}
+gold:
+  - {q: "Who are you?", a: "I am Demo.", stage: early}
+"""
+
+
+def make_persona(tmp_path: Path, text: str = GOOD) -> Path:
+    folder = tmp_path / "demo"
+    (folder / "sources").mkdir(parents=True)
+    (folder / "sources" / "bio.md").write_text("Demo was born in 1940.\n")
+    (folder / "sources" / "diary.md").write_text("I wrote this myself.\n")
+    (folder / "persona.yaml").write_text(textwrap.dedent(text))
+    return folder
+
+
+def test_bundled_personas_exist():
+    assert len(BUNDLED) >= 3, BUNDLED
+
+
+@pytest.mark.parametrize("pid", BUNDLED)
+def test_bundled_persona_validates(pid):
+    lp = load_persona(REPO / "personas" / pid)
+    s = lp.spec
+    assert s.id == pid
+    if s.trait_only:
+        assert s.big_five is not None
+    else:
+        assert len(s.stages) >= 2
+        assert {x.kind for x in s.sources} == {"objective", "subjective"}
+        assert len(s.gold) >= 20
+        assert any(g.type == "anti_induction" for g in s.gold)
+        words = sum(len(lp.source_path(x).read_text().split()) for x in s.sources)
+        assert words >= 3000, words
+
+
+def test_good_persona_and_levels(tmp_path):
+    lp = load_persona(make_persona(tmp_path))
+    scores = lp.spec.big_five.scores()
+    assert scores["O"] == 4.0 and scores["C"] == 4.2 and scores["N"] == 1.8
+    prompt = lp.spec.system_prompt("late", stage_token=True)
+    assert prompt.startswith("<TIME-2> You are Demo Person.") and "1961-1970" in prompt
+
+
+def test_trait_only_persona_gets_a_default_stage(tmp_path):
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "persona.yaml").write_text("id: t\nname: T\nidentity: x\nbig_five: {O: 1, C: 2, E: 3, A: 4, N: 5}\n")
+    spec = load_persona(folder).spec
+    assert spec.trait_only and [s.id for s in spec.stages] == ["present"]
+
+
+BAD = {
+    "malformed": (GOOD + "  bad: [unclosed\n", "malformed YAML (line"),
+    "unknown_key": (GOOD + "favourite_colour: blue\n", "favourite_colour (line 13): unknown key"),
+    "missing_source": (GOOD.replace("sources/bio.md", "sources/nope.md"), "sources[0].path (line 8): source file"),
+    "escaping_path": (GOOD.replace("sources/bio.md", "../../etc/passwd"), "escapes the persona folder"),
+    "undeclared_stage": (GOOD.replace("stage: late}", "stage: middle}"), "'middle' is not a declared stage"),
+    "empty_file": ("", "the file is empty"),
+    "empty_persona": ("id: demo\nname: D\nidentity: x\n", "empty persona"),
+    "bad_trait": (GOOD.replace("O: 4", "O: 9"), "big_five.O"),
+    "bad_type": (GOOD.replace("stages:\n", "stages: 3\nx:\n", 1), "stages"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_persona_one_line_error(tmp_path, case):
+    text, expected = BAD[case]
+    folder = make_persona(tmp_path, text)
+    with pytest.raises(KitError) as exc:
+        load_persona(folder)
+    assert expected in exc.value.one_line()
+    before = sorted(p for p in tmp_path.rglob("*"))
+    r = run_cli("persona", "validate", str(folder))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("perskit: error: ") and "persona.yaml" in lines[0]
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_validate_cli_ok_on_bundled():
+    r = run_cli("persona", "validate", *[f"personas/{p}" for p in BUNDLED])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("ok ") == len(BUNDLED)
+
+
+RECIPE = """\
+name: t
+persona: personas/demo
+teacher: {kind: scripted}
+train: {backend: trl, model: tiny-llama-spm}
+"""
+
+
+def write_recipe(tmp_path: Path, text: str) -> Path:
+    make_persona(tmp_path / "personas")
+    shutil.move(str(tmp_path / "personas" / "demo"), str(tmp_path / "personas" / "demo2"))
+    (tmp_path / "personas" / "demo2").rename(tmp_path / "personas" / "demo")
+    (tmp_path / "recipes").mkdir(exist_ok=True)
+    path = tmp_path / "recipes" / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_recipe_defaults_overrides_and_root(tmp_path):
+    path = write_recipe(tmp_path, RECIPE)
+    lr = load_recipe(path, ["train.lora.r=32", "construct.cot=false", "teacher.seed=7"])
+    assert lr.spec.train.lora.r == 32 and lr.spec.construct.cot is False and lr.spec.teacher.seed == 7
+    assert lr.root == tmp_path and lr.persona_path() == tmp_path / "personas" / "demo"
+    assert lr.spec.dpo.beta == 0.1  # default
+
+
+@pytest.mark.parametrize("text,overrides,expected", [
+    (RECIPE.replace("trl", "tensorflow"), [], "train"),
+    (RECIPE + "trian: {}\n", [], "trian (line 5): unknown key"),
+    (RECIPE, ["train.lora.rank=3"], "train.trl.lora.rank"),
+    (RECIPE, ["teacher"], "has no '='"),
+    (RECIPE.replace("kind: scripted", "kind: gpt9"), [], "teacher"),
+])
+def test_bad_recipe(tmp_path, text, overrides, expected):
+    path = write_recipe(tmp_path, text)
+    with pytest.raises(KitError) as exc:
+        load_recipe(path, overrides)
+    assert expected in exc.value.one_line()
