@@ -1,10 +1,13 @@
 """Load a persona bundle (``export/<persona>/``) or a bare GGUF into a ``Bundle``.
 
-A bundle folder holds ``manifest.json`` (persona, stages with system prompts, files,
-chat template, stops), the Ollama ``Modelfile`` (its SYSTEM and ``PARAMETER stop`` lines
-fill in what the manifest leaves out), ``<name>-<quant>.gguf`` files and an optional
-``<name>-lora.gguf``. Every key is read defensively: a missing optional key falls back,
-a missing required file is one KitError line.
+A bundle folder holds ``manifest.json``, the Ollama ``Modelfile`` (its SYSTEM and
+``PARAMETER stop`` lines fill in what the manifest leaves out), ``<id>-<quant>.gguf`` files and
+an optional ``<id>-lora-f16.gguf``. kit/export writes ``persona {id, name}``, top-level
+``stages [{id, label, system_prompt}]``, ``default_stage``, ``base_model``,
+``chat_template {family, stops}`` (the jinja template itself is in the GGUF) and ``files``
+keyed by file name; a ``persona.stages`` list, a ``gguf {quant: file}`` map, a jinja string in
+``chat_template`` and a ``stop`` list are read too. Every key is read defensively: a missing
+optional key falls back, a missing required file is one KitError line.
 """
 
 from __future__ import annotations
@@ -132,10 +135,12 @@ def load_bundle(path: str | Path, *, quant: str | None = None, system: str | Non
     persona = man.get("persona") if isinstance(man.get("persona"), dict) else {}
     pid = str(persona.get("id") or man.get("name") or p.name)
     name = str(persona.get("name") or pid)
+    # kit/export writes stages at the top level; older/hand-made bundles nest them in persona.
+    raw_stages = persona.get("stages") or man.get("stages") or []
     stages = []
-    for i, s in enumerate(persona.get("stages") or []):
+    for i, s in enumerate(raw_stages if isinstance(raw_stages, list) else []):
         if not isinstance(s, dict) or not s.get("id"):
-            raise KitError(f"persona.stages[{i}] has no id", where=mpath, fix="re-export the bundle")
+            raise KitError(f"stages[{i}] has no id", where=mpath, fix="re-export the bundle")
         stages.append(StageInfo(str(s["id"]), str(s.get("label") or s["id"]), str(s.get("system_prompt") or "")))
     if not stages:
         stages = [StageInfo("default", "default", system or modelfile.get("system", ""))]
@@ -145,24 +150,27 @@ def load_bundle(path: str | Path, *, quant: str | None = None, system: str | Non
     default_stage = str(man.get("default_stage") or stages[-1].id)
     if default_stage not in {s.id for s in stages}:
         default_stage = stages[-1].id
-    ggufs = {}
-    for q, fname in (man.get("gguf") or {}).items():
-        ggufs[str(q)] = p / str(fname)
-    if not ggufs:  # older or hand-made bundles: discover <name>-<quant>.gguf files
-        for f in sorted(p.glob("*.gguf")):
-            if not f.stem.endswith("-lora"):
-                ggufs[_quant_from_name(f.stem)] = f
+    files = man.get("files") if isinstance(man.get("files"), dict) else {}
+    ggufs = {str(q): p / str(f) for q, f in (man.get("gguf") or {}).items()} if isinstance(man.get("gguf"), dict) else {}
+    if not ggufs:  # kit/export lists files by name: <id>-<quant>.gguf and <id>-lora-f16.gguf
+        names = [n for n in files if str(n).endswith(".gguf")] or [f.name for f in sorted(p.glob("*.gguf"))]
+        ggufs = {_quant_from_name(Path(n).stem): p / n for n in sorted(names) if not _is_lora(n)}
     q, gguf = _pick_quant(ggufs, quant, mpath)
     check_gguf(gguf, f"GGUF for quant {q}")
-    files = man.get("files") if isinstance(man.get("files"), dict) else {}
-    lora = None
-    lora_name = files.get("lora") or files.get("lora_gguf")
-    if lora_name and (p / lora_name).is_file():
-        lora = p / lora_name
-    stop = [str(s) for s in (man.get("stop") or modelfile["stop"])]
+    lora = next((p / n for n in sorted(files) if _is_lora(str(n)) and (p / n).is_file()), None)
+    # chat_template: a jinja string (overrides the GGUF's) or kit/export's {"family", "stops"}
+    # (the jinja template is then the one inside the GGUF's metadata).
+    tpl_field = man.get("chat_template")
+    tpl_stops = tpl_field.get("stops") if isinstance(tpl_field, dict) else None
+    stop = [str(s) for s in (man.get("stop") or tpl_stops or modelfile["stop"])]
+    chat_template = template or (tpl_field if isinstance(tpl_field, str) and tpl_field.strip() else None)
     return Bundle(root=p, persona_id=pid, name=name, stages=stages, default_stage=default_stage,
                   base_model=str(man.get("base_model") or modelfile.get("from") or ""), gguf=gguf, quant=q,
-                  lora=lora, chat_template=template or man.get("chat_template") or None, stop=stop, quants=ggufs)
+                  lora=lora, chat_template=chat_template, stop=stop, quants=ggufs)
+
+
+def _is_lora(name: str) -> bool:
+    return "-lora" in Path(name).stem.lower()
 
 
 def _quant_from_name(stem: str) -> str:

@@ -77,6 +77,50 @@ def check_gguf(path: str | Path, what: str = "GGUF") -> Path:
     return p
 
 
+_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def gguf_kv(path: str | Path, key: str):
+    """One metadata value from a GGUF header (scalars and strings), or None. Reads the header
+    sequentially and stops at ``key``, so a LoRA file is checked without loading a model."""
+    import struct
+
+    def read(f, fmt):
+        size = struct.calcsize(fmt)
+        data = f.read(size)
+        if len(data) < size:
+            raise EOFError
+        return struct.unpack(fmt, data)[0]
+
+    def read_str(f):
+        return f.read(read(f, "<Q")).decode("utf-8", "replace")
+
+    def value(f, vtype):
+        if vtype == 8:
+            return read_str(f)
+        if vtype == 9:
+            etype, n = read(f, "<I"), read(f, "<Q")
+            for _ in range(n):
+                value(f, etype)
+            return None
+        return read(f, _SCALAR[vtype])
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != GGUF_MAGIC:
+                return None
+            read(f, "<I")
+            read(f, "<Q")
+            for _ in range(read(f, "<Q")):
+                k = read_str(f)
+                v = value(f, read(f, "<I"))
+                if k == key:
+                    return v
+    except (EOFError, KeyError, OSError, struct.error, MemoryError):
+        return None
+    return None
+
+
 class LlamaCppEngine:
     """A GGUF model loaded in-process. Not thread-safe: callers serialize (the server
     holds a lock; the TUI runs one worker at a time)."""
@@ -88,6 +132,10 @@ class LlamaCppEngine:
         self.path = check_gguf(gguf)
         if lora_path is not None:
             lora_path = check_gguf(lora_path, "LoRA GGUF")
+            # llama.cpp accepts any GGUF here and silently applies nothing: check it is an adapter.
+            if gguf_kv(lora_path, "general.type") != "adapter":
+                raise KitError("not a LoRA adapter GGUF (general.type is not 'adapter')", where=lora_path,
+                               fix="convert the adapter with `perskit export` (convert_lora_to_gguf.py)")
         self.name = name or self.path.stem
         threads = n_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None
         kwargs = dict(model_path=str(self.path), n_ctx=n_ctx, verbose=verbose, logits_all=False)
@@ -102,7 +150,9 @@ class LlamaCppEngine:
         except (ValueError, RuntimeError) as exc:
             raise KitError(f"llama.cpp could not load the model: {exc}", where=lora_path or self.path,
                            fix="re-export the GGUF; a corrupt or truncated file cannot load") from None
-        self.n_ctx = self.llm.n_ctx()
+        # llama.cpp may round the context up, but llama-cpp-python's token buffers keep the
+        # requested size: the smaller one is the real limit.
+        self.n_ctx = min(n_ctx, self.llm.n_ctx())
         model = self.llm._model  # token texts for bos/eos in the template
         self.bos_token = model.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
         self.eos_token = model.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""

@@ -1,0 +1,89 @@
+"""``perskit chat <bundle or gguf>``: chat with a persona offline in the terminal.
+
+    perskit chat export/ada-lin/
+    perskit chat export/ada-lin/ --stage young --with export/tomas-reyes/
+    perskit chat model.gguf --system "You are Ada." --template tpl.jinja
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def open_persona(path: str, *, quant: str | None, system: str | None, template: str | None,
+                 lora: str | None, n_ctx: int, threads: int | None):
+    """(bundle, engine) for a bundle folder or a bare GGUF; shared by chat and serve."""
+    from kit.engine.bundle import load_bundle
+    from kit.errors import KitError
+
+    tpl = None
+    if template:
+        tp = Path(template)
+        if not tp.is_file():
+            raise KitError("template file not found", where=tp, fix="pass a jinja chat template file")
+        tpl = tp.read_text(encoding="utf-8")
+    bundle = load_bundle(path, quant=quant, system=system, template=tpl)
+    return bundle, bundle.open_engine(n_ctx=n_ctx, lora=lora, n_threads=threads)
+
+
+@click.command("chat")
+@click.argument("bundle", type=click.Path())
+@click.option("--stage", default=None, help="Life stage to start in (default: the bundle's default stage).")
+@click.option("--quant", default=None, help="Which GGUF of the bundle (default: Q4_K_M, else the best present).")
+@click.option("--system", default=None, help="System prompt (bare GGUF; overrides a bundle's stage prompts).")
+@click.option("--template", type=click.Path(dir_okay=False), default=None,
+              help="Jinja chat template file (default: the bundle's, else the GGUF's own).")
+@click.option("--lora", type=click.Path(dir_okay=False), default=None, help="Apply a LoRA GGUF to the model.")
+@click.option("--with", "others", multiple=True,
+              help="Another persona for multi-agent mode (/agents): a bundle folder, a .gguf, or NAME=LORA.gguf "
+                   "(this model plus a LoRA adapter); repeatable.")
+@click.option("--n-ctx", type=int, default=2048, show_default=True, help="Context window in tokens.")
+@click.option("--threads", type=int, default=None, help="CPU threads for llama.cpp.")
+@click.option("--temperature", type=float, default=None)
+@click.option("--max-tokens", type=int, default=None)
+@click.option("--open", "open_id", type=int, default=None, help="Reopen saved conversation N.")
+def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads, temperature, max_tokens, open_id):
+    """Open the chat TUI on a persona bundle folder (or a bare GGUF)."""
+    from kit.errors import KitError, require
+
+    require("textual", "tui", "perskit chat")
+    from kit.chat.multiagent import Agent
+    from kit.chat.session import ChatSession, PersonaView
+    from kit.chat.store import HistoryStore
+    from kit.engine.base import GenParams
+    from kit.tui.app import ChatApp
+
+    b, engine = open_persona(bundle, quant=quant, system=system, template=template, lora=lora, n_ctx=n_ctx,
+                             threads=threads)
+    persona = PersonaView.from_bundle(b)
+    if stage is not None:
+        b.stage(stage)  # KitError naming the valid stages
+    params = GenParams()
+    if temperature is not None or max_tokens is not None:
+        params = GenParams(**{**params.model_dump(), **({"temperature": temperature} if temperature is not None else {}),
+                              **({"max_tokens": max_tokens} if max_tokens is not None else {})})
+    agents = []
+    for other in others:
+        name, sep, adapter = other.partition("=")
+        if sep and adapter.lower().endswith(".gguf"):
+            # One base + LoRA adapters: the same GGUF with another persona's adapter applied.
+            oeng = b.open_engine(n_ctx=n_ctx, lora=adapter, n_threads=threads)
+            agents.append(Agent(name, oeng, f"You are {name}.", name.lower().replace(" ", "-")))
+            continue
+        ob, oeng = open_persona(other, quant=None, system=None, template=None, lora=None, n_ctx=n_ctx, threads=threads)
+        agents.append(Agent(ob.name, oeng, ob.stage(None).system_prompt, ob.persona_id))
+    store = HistoryStore()
+    session = ChatSession(persona, engine, store, params=params, n_ctx=n_ctx, stage=stage or b.default_stage)
+    if open_id is not None:
+        if store.conversation(open_id) is None:
+            raise KitError(f"no saved conversation #{open_id}", where=store.path, fix="omit --open or pick an id from the sidebar")
+        session.load(open_id)
+    try:
+        ChatApp(session, agents=agents).run()
+    finally:
+        for a in agents:
+            a.engine.close()
+        engine.close()
+        store.close()

@@ -1,0 +1,143 @@
+"""``perskit run``: construct -> sft -> dpo -> eval -> export over one run directory.
+
+Each stage runs as its own ``perskit <verb>`` subprocess. Why: the memory a stage
+used (a teacher model, a trainer) is returned to the OS before the next one starts,
+the peak RSS of every stage can be measured exactly (``wait4`` rusage), and a
+backend that patches libraries at import (unsloth) never leaks into the next stage.
+Stages are individually resumable and skip themselves when their inputs are
+unchanged, so the pipeline is resumable simply by running it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kit.errors import KitError
+from kit.rundir import RunDir, atomic_write_json
+
+# (stage folder, CLI verb, recipe section whose `enabled` flag may switch it off)
+STAGES = [
+    ("construct", "construct", None),
+    ("sft", "train", None),
+    ("dpo", "dpo", "dpo"),
+    ("eval", "eval", "eval"),
+    ("export", "export", "export"),
+]
+FORCE_OK = {"construct", "train", "dpo", "export"}
+# Rough share of wall time per stage at quickstart scale, for the overall ETA before
+# any stage has run; replaced by measured times from an earlier run when present.
+WEIGHTS = {"construct": 0.35, "sft": 0.25, "dpo": 0.2, "eval": 0.12, "export": 0.08}
+
+
+def stage_names() -> list[str]:
+    return [s for s, _, _ in STAGES]
+
+
+def run_stage_subprocess(verb: str, recipe: str, run_dir: Path, overrides: list[str], force: bool,
+                         env: dict | None = None) -> tuple[int, float, float]:
+    """Run one stage verb; return (exit code, wall seconds, peak RSS MiB of the stage)."""
+    cmd = [sys.executable, "-m", "kit", verb, recipe, "--run-dir", str(run_dir)]
+    for o in overrides:
+        cmd += ["--set", o]
+    if force and verb in FORCE_OK:
+        cmd.append("--force")
+    if force and verb == "eval":
+        # eval has no --force: removing its manifest makes it recompute.
+        try:
+            (run_dir / "eval" / "manifest.json").unlink()
+        except FileNotFoundError:
+            pass
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, time.perf_counter() - t0, round(usage.ru_maxrss / 1024, 1)
+
+
+def run_pipeline(recipe: str, run_dir: str | None, overrides: list[str], *, start: str | None = None,
+                 only: list[str] | None = None, console=None) -> dict:
+    from rich.console import Console
+
+    from kit.commands._common import open_run
+
+    console = console or Console(stderr=True)
+    loaded, persona, run = open_run(recipe, run_dir, overrides)
+    names = stage_names()
+    if start is not None and start not in names:
+        raise KitError(f"unknown stage '{start}'", where="--from", fix=f"use one of {names}")
+    summary_path = run.path / "pipeline.json"
+    previous = {}
+    if summary_path.exists():
+        try:
+            previous = json.loads(summary_path.read_text()).get("stages", {})
+        except json.JSONDecodeError:
+            previous = {}
+    todo = []
+    for name, verb, section in STAGES:
+        if only and name not in only:
+            continue
+        if section and not getattr(loaded.spec, section).enabled:
+            continue
+        todo.append((name, verb))
+    forced = set(names[names.index(start):]) if start else set()
+    est = {n: (previous.get(n, {}).get("wall_s") or WEIGHTS[n] * 600) for n, _ in todo}
+    record = {"recipe": str(loaded.path), "run_dir": str(run.path), "stages": {}}
+    t_start = time.perf_counter()
+    for i, (name, verb) in enumerate(todo, 1):
+        remaining = sum(est[n] for n, _ in todo[i - 1:])
+        console.rule(f"[bold]stage {i}/{len(todo)}: {name}[/]  (elapsed {time.perf_counter() - t_start:.0f}s, "
+                     f"ETA ~{remaining:.0f}s)")
+        code, wall, rss = run_stage_subprocess(verb, str(loaded.path), run.path, overrides, name in forced)
+        record["stages"][name] = {"exit_code": code, "wall_s": round(wall, 2), "peak_rss_mb": rss,
+                                  "status": "done" if code == 0 else "failed"}
+        atomic_write_json(summary_path, record)
+        if code != 0:
+            if code == 2:
+                raise SystemExit(2)  # the stage already printed its one-line error
+            raise KitError(f"stage '{name}' failed (exit code {code})", where=str(run.path / name),
+                           fix=f"read the output above, then rerun `perskit run {recipe}` to resume")
+    record["wall_s"] = round(time.perf_counter() - t_start, 2)
+    atomic_write_json(summary_path, record)
+    return {"record": record, "loaded": loaded, "persona": persona, "run": run}
+
+
+def final_summary(result: dict) -> list[str]:
+    """Where the bundle is, the headline eval numbers and how to chat."""
+    loaded, persona, run = result["loaded"], result["persona"], result["run"]
+    rec = result["record"]
+    lines = [f"run directory: {run.path}"]
+    for name, s in rec["stages"].items():
+        lines.append(f"  {name:9s} {s['status']:6s} {s['wall_s']:8.1f}s  peak RSS {s['peak_rss_mb']:8.1f} MiB")
+    lines.append(f"  total     {rec.get('wall_s', 0):15.1f}s")
+    results = run.path / "eval" / "results.json"
+    if results.exists():
+        from kit.eval.report import headline
+
+        data = json.loads(results.read_text())
+        for variant, res in data.get("variants", {}).items():
+            h = headline(res)
+            shown = ", ".join(f"{k}={v:.3f}" for k, v in h.items() if v is not None)
+            lines.append(f"  eval {variant}: {shown}")
+        lines.append(f"  report: {run.path / 'eval' / 'report.md'}")
+    bundle = loaded.resolve_path(loaded.spec.export.out_dir) / persona.spec.id
+    if (bundle / "manifest.json").exists():
+        lines.append(f"bundle: {bundle}")
+        lines.append(f"chat with it:  perskit chat {_rel(bundle)}")
+    return lines
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)

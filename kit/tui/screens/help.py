@@ -1,0 +1,49 @@
+"""Help screen: slash commands and key bindings."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# perskit chat
+
+| key | action |
+| --- | --- |
+| Enter | send the message |
+| Esc / Ctrl+C | stop the reply (the partial text is kept and saved) |
+| Ctrl+R | regenerate the last reply |
+| Ctrl+G | edit the last message |
+| Ctrl+L | new conversation (the old one stays in the history) |
+| Ctrl+T | switch life stage |
+| Ctrl+S | sampling settings |
+| Ctrl+B | show/hide the history sidebar |
+| F1 | this help |
+| Ctrl+Q | quit |
+
+| command | action |
+| --- | --- |
+| /help | this help |
+| /stage [id] | switch stage (no id: pick from a list) |
+| /stages | list the stages |
+| /regen, /edit, /clear | as the keys above |
+| /settings | temperature, top-p, max tokens, seed |
+| /history | toggle the sidebar; /open N reopens conversation N |
+| /export [md\\|json] [path] | export this conversation (default: the data dir) |
+| /agents N topic | the personas discuss *topic* for N turns; type to interject (after the last turn, each answers once more) |
+| /stop | stop the reply or discussion |
+| /quit | quit |
+
+Conversations are saved as you type and as replies stream, in SQLite under
+`$PERSKIT_HOME` (default `~/.local/share/perskit`). Press Esc to close.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [("escape", "dismiss", "close"), ("f1", "dismiss", "close"), ("q", "dismiss", "close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Markdown(HELP)
