@@ -64,7 +64,7 @@ def build_tiny(name: str, out: Path, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     common = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=False)
+                  num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=False)
     if name == "tiny-llama-spm":
         _train_spm(out, ["<|im_start|>", "<|im_end|>"])
         tok = transformers.LlamaTokenizer.from_pretrained(str(out), legacy=False)
