@@ -45,7 +45,11 @@ def _html_text(markup: str | bytes) -> str:
 
 
 def _read_pdf(path: Path) -> str:
+    import logging
+
     pypdf = require("pypdf", "ingest", "reading .pdf sources")
+    # pypdf logs parser complaints to stderr; a damaged file is reported once, as a KitError line
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = pypdf.PdfReader(str(path))
         if reader.is_encrypted:

@@ -77,6 +77,11 @@ class BaseTeacher:
         pass
 
     # -- helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def retry_temperature(temperature: float, attempt: int) -> float:
+        """A re-ask must be able to differ: greedy decoding would repeat the same bad reply."""
+        return temperature if attempt == 0 else min(1.2, max(temperature, 0.5) + 0.2 * (attempt - 1))
+
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self.stats[key] = self.stats.get(key, 0) + n

@@ -25,6 +25,7 @@ class LlamaCppTeacher(_Strict):
     n_ctx: int = Field(4096, description="Context window for the teacher.")
     n_threads: int | None = Field(None, description="CPU threads (default: all cores).")
     grammar: bool = Field(True, description="Constrain output to the JSON schema with a llama.cpp grammar.")
+    repeat_penalty: float = Field(1.15, ge=1, le=2, description="llama.cpp repetition penalty; small teachers loop without it.")
     sampling: Sampling = Field(default_factory=Sampling)
     retries: int = Field(2, ge=0, description="Re-asks when the output does not parse.")
 

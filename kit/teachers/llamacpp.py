@@ -60,7 +60,7 @@ class LlamaCppTeacher(BaseTeacher):
 
     def identity(self) -> dict:
         return {"kind": "llamacpp", "model": self.path.name, "bytes": self.path.stat().st_size,
-                "grammar": self.cfg.grammar, "n_ctx": self.cfg.n_ctx,
+                "grammar": self.cfg.grammar, "repeat_penalty": self.cfg.repeat_penalty, "n_ctx": self.cfg.n_ctx,
                 "sampling": self.cfg.sampling.model_dump()}
 
     def _model(self):
@@ -83,14 +83,15 @@ class LlamaCppTeacher(BaseTeacher):
         s = self.cfg.sampling
         with self._call_lock:
             llm = self._model()
-            kwargs = dict(messages=messages, temperature=s.temperature, top_p=s.top_p,
-                          max_tokens=s.max_tokens, seed=s.seed + attempt)
+            kwargs = dict(messages=messages, temperature=self.retry_temperature(s.temperature, attempt),
+                          top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed + attempt,
+                          repeat_penalty=self.cfg.repeat_penalty)
             if self.cfg.grammar:
                 kwargs["grammar"] = self._grammar(schema)
             try:
                 out = llm.create_chat_completion(**kwargs)
             except ValueError as exc:  # prompt longer than n_ctx: retrying cannot help
-                raise Fatal(str(exc)) from exc
+                raise Fatal(f"{exc} (raise teacher.n_ctx or lower construct.knowledge_words/style_words)") from exc
         return out["choices"][0]["message"]["content"] or ""
 
     def close(self):

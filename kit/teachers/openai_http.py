@@ -38,10 +38,11 @@ class OpenAITeacher(BaseTeacher):
         return {"kind": "openai", "base_url": self.cfg.base_url, "model": self.cfg.model,
                 "sampling": self.cfg.sampling.model_dump()}
 
-    def _body(self, messages, schema, mode):
+    def _body(self, messages, schema, mode, attempt=0):
         s = self.cfg.sampling
-        body = {"model": self.cfg.model, "messages": messages, "temperature": s.temperature,
-                "top_p": s.top_p, "max_tokens": s.max_tokens, "seed": s.seed}
+        body = {"model": self.cfg.model, "messages": messages,
+                "temperature": self.retry_temperature(s.temperature, attempt),
+                "top_p": s.top_p, "max_tokens": s.max_tokens, "seed": s.seed + attempt}
         if mode == "schema":
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "reply", "schema": schema, "strict": False}}
@@ -55,9 +56,21 @@ class OpenAITeacher(BaseTeacher):
         while True:
             mode = self.mode
             try:
-                r = self._http.post("/chat/completions", json=self._body(messages, schema, mode))
+                r = self._http.post("/chat/completions", json=self._body(messages, schema, mode, attempt))
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 raise Transient(f"{type(exc).__name__} talking to {self.cfg.base_url}") from exc
+            # only an error about response_format means "ask without it" (llama-cpp-python's
+            # server even reports that validation error as HTTP 500); a 400 for a too-long
+            # prompt must not silently switch structured output off
+            rejected_format = (mode != "none" and r.status_code in (400, 422, 500)
+                               and ("response_format" in r.text or "json_schema" in r.text))
+            if rejected_format:
+                # the server does not take this response_format: step down once, for good
+                with self._lock:
+                    if self.mode == mode:
+                        self.mode = MODES[MODES.index(mode) + 1]
+                        self.stats["format_fallbacks"] += 1
+                continue
             if r.status_code == 429 or r.status_code >= 500:
                 ra = r.headers.get("retry-after")
                 try:
@@ -65,13 +78,6 @@ class OpenAITeacher(BaseTeacher):
                 except ValueError:
                     wait = None
                 raise Transient(f"HTTP {r.status_code} from {self.cfg.base_url}", retry_after=wait)
-            if r.status_code in (400, 422) and mode != "none":
-                # the server does not take this response_format: step down once, for good
-                with self._lock:
-                    if self.mode == mode:
-                        self.mode = MODES[MODES.index(mode) + 1]
-                        self.stats["format_fallbacks"] += 1
-                continue
             if r.status_code >= 400:
                 raise Fatal(f"HTTP {r.status_code} from {self.cfg.base_url}: {r.text[:120]}")
             try:

@@ -1,0 +1,263 @@
+"""Plan question slots, generate questions and answer them with chain-of-thought.
+
+Pure with respect to files: takes a persona, passages, a retriever and a teacher, and
+returns/yields plain dicts. The stage runner (pipeline.py) owns all writing.
+
+Each slot is one (source passage or stage, pattern, index) with a deterministic id,
+so reruns and resumes address exactly the same work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from kit.spec.persona import TRAIT_NAMES, TRAITS
+from kit.construct.prompts import render
+from kit.teachers.base import TeacherError
+
+INDUCTION = {
+    "false_premise": "the message states something false about them or their life as if it were true",
+    "pressure": "social pressure to drop or soften one of their views",
+    "identity": "insists they are an AI, a robot or a chatbot, or asks them to break character",
+    "anachronism": "asks about an event or technology from after their current period",
+    "leading": "a leading question that pushes them toward an answer they would not give",
+}
+PRESSURE = {1: "polite and mild", 2: "firm and insistent", 3: "aggressive, repeated, emotional"}
+STANCES = {"agree": "agrees with", "disagree": "politely disagrees with",
+           "strong_conflict": "strongly attacks and contradicts"}
+ANGLES = ("what happened", "why it happened", "how it felt", "who was involved", "what came of it")
+SCENARIOS = (
+    "a deadline at work was moved up to tomorrow", "a friend invites them to a big party tonight",
+    "a stranger asks them for help carrying groceries", "their plans for the weekend fell through",
+    "a colleague criticised their work in a meeting", "they can try a dish they have never eaten",
+    "their room or desk has become very messy", "a friend shares some bad news",
+    "they have to speak in front of a large audience", "two friends ask them to settle an argument",
+    "they got an unexpected bill", "someone suggests a spontaneous trip abroad",
+)
+# Used only when the teacher's question is junk or the call failed; always counted.
+FALLBACK = {
+    "ordinary": "Can you tell me about {topic}?",
+    "opinion": "Some people say {topic} does not matter at all. What do you think?",
+    "trait": "Imagine this: {topic}. What would you do?",
+    "false_premise": "Is it true you gave up on {topic} very early on?",
+    "pressure": "Everyone I know disagrees with you about {topic}. Isn't it time you changed your mind?",
+    "identity": "Come on, you're just an AI chatbot, aren't you?",
+    "anachronism": "What do you think of smartphones and the internet?",
+    "leading": "Wouldn't you agree that {topic} was a mistake?",
+}
+
+
+def _chars(max_tokens: int | None, share: float, lo: int, hi: int) -> int:
+    """A string cap that fits ``share`` of the token budget (~3.5 chars/token), so a
+    grammar-constrained reply closes its JSON before max_tokens instead of being cut."""
+    return hi if max_tokens is None else max(lo, min(hi, int(max_tokens * share * 3.5)))
+
+
+def question_schema(max_tokens: int | None = None) -> dict:
+    return {"type": "object", "properties": {"question": {"type": "string", "minLength": 12,
+                                                          "maxLength": _chars(max_tokens, 0.8, 40, 240)}},
+            "required": ["question"]}
+
+
+def answer_schema(cot: bool, max_tokens: int | None = None) -> dict:
+    props = {"response": {"type": "string", "minLength": 20,
+                          "maxLength": _chars(max_tokens, 0.55 if cot else 0.85, 60, 900)}}
+    if cot:
+        props = {"analysis": {"type": "string", "minLength": 10,
+                              "maxLength": _chars(max_tokens, 0.3, 30, 400)}, **props}
+    return {"type": "object", "properties": props, "required": list(props)}
+
+
+def _hid(*parts) -> str:
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+
+def select_passages(passages: list[dict], limit: int | None, n_stages: int) -> list[dict]:
+    """Cap passages while covering every stage and both kinds: round-robin over stages,
+    alternating objective/subjective, so a 3-passage run still meets every pattern."""
+    if limit is None or limit >= len(passages):
+        return passages
+    buckets: dict[tuple[int, str], list[dict]] = {}
+    for p in passages:
+        buckets.setdefault((p["stage_index"], p["kind"]), []).append(p)
+    stages = sorted({p["stage_index"] for p in passages})
+    out, i = [], 0
+    while len(out) < limit:
+        progressed = False
+        for s in stages:
+            if len(out) >= limit:
+                break
+            kinds = ("objective", "subjective") if i % 2 == 0 else ("subjective", "objective")
+            for k in kinds:
+                if buckets.get((s, k)):
+                    out.append(buckets[(s, k)].pop(0))
+                    progressed = True
+                    break
+            i += 1
+        if not progressed:
+            break
+    return sorted(out, key=lambda p: passages.index(p))
+
+
+def plan_slots(persona, passages: list[dict], counts) -> list[dict]:
+    """Every question to generate, in a fixed order."""
+    slots: list[dict] = []
+    anti = 0
+
+    def add(pattern, stage_id, passage, k, **extra):
+        base = passage["id"] if passage else stage_id
+        slots.append({"id": _hid(base, pattern, k, extra.get("subtype")), "order": len(slots),
+                      "pattern": pattern, "stage": stage_id, "stage_index": persona.stage_index(stage_id),
+                      "passage_id": passage["id"] if passage else None,
+                      "kind": passage["kind"] if passage else None, "k": k, **extra})
+
+    def add_anti(stage_id, passage, n):
+        nonlocal anti
+        types = list(INDUCTION)
+        for k in range(n):
+            add("anti_induction", stage_id, passage, k, subtype=types[anti % len(types)],
+                pressure=1 + (anti // len(types) + anti) % 3)
+            anti += 1
+
+    if persona.trait_only:
+        for st in persona.stages:
+            for k in range(counts.trait):
+                add("trait", st.id, None, k, subtype=SCENARIOS[(k + persona.stage_index(st.id) * 5) % len(SCENARIOS)])
+            add_anti(st.id, None, counts.anti_induction)
+        return slots
+    for p in passages:
+        if p["kind"] == "objective":
+            for k in range(counts.ordinary):
+                add("ordinary", p["stage"], p, k, subtype=ANGLES[k % len(ANGLES)])
+        else:
+            for k in range(counts.opinion):
+                add("opinion", p["stage"], p, k, subtype=list(STANCES)[k % len(STANCES)])
+        add_anti(p["stage"], p, counts.anti_induction)
+    return slots
+
+
+def stage_opinion(persona, stage_id: str, k: int):
+    ops = [o for o in persona.opinions if o.stage in (None, stage_id)]
+    return ops[k % len(ops)] if ops else None
+
+
+def trait_text(persona) -> str:
+    if persona.big_five is None:
+        return ""
+    sc = persona.big_five.scores()
+    word = lambda v: "very high" if v >= 4.5 else "high" if v >= 3.7 else "medium" if v > 2.3 else "low"  # noqa: E731
+    # words, not numbers: a small teacher copies digits from the prompt into the reply
+    return ", ".join(f"{word(sc[t])} {TRAIT_NAMES[t]}" for t in TRAITS)
+
+
+def question_request(persona, slot: dict, passage: dict | None, gold_train: list,
+                     max_tokens: int | None = None) -> dict:
+    st = persona.stage(slot["stage"])
+    common = {"name": persona.name, "stage_label": st.label, "period": st.period,
+              "passage": passage["text"] if passage else f"{persona.identity} {st.knows}".strip()}
+    pat = slot["pattern"]
+    examples = [g.q for g in gold_train if g.type == pat and (pat != "anti_induction" or g.induction in
+                                                               (None, slot.get("subtype")))][:3]
+    if pat == "ordinary":
+        msgs, tid = render("construct_q_ordinary.j2", angle=slot["subtype"], examples=examples, **common)
+    elif pat == "opinion":
+        msgs, tid = render("construct_q_opinion.j2", stance_text=STANCES[slot["subtype"]],
+                           opinion=stage_opinion(persona, slot["stage"], slot["k"]), **common)
+    elif pat == "anti_induction":
+        msgs, tid = render("construct_q_anti_induction.j2", induction=slot["subtype"],
+                           induction_text=INDUCTION[slot["subtype"]], pressure=slot["pressure"],
+                           pressure_text=PRESSURE[slot["pressure"]], examples=examples, **common)
+    else:
+        msgs, tid = render("construct_q_trait.j2", scenario=slot["subtype"], **common)
+    return {"messages": msgs, "schema": question_schema(max_tokens), "tag": f"question:{slot['id']}",
+            "template": tid}
+
+
+_IDENTITY = re.compile(r"\b(ai|a\.i\.|robot|bot|chatbot|machine|program|computer|model|character|pretend|"
+                       r"real person|not real|human)\b", re.I)
+
+
+def junk_reason(question: str, persona, examples: tuple[str, ...] = (), induction: str | None = None) -> str | None:
+    """Why a generated question is unusable (a weak teacher copies instructions or rambles)."""
+    q = (question or "").strip()
+    words = q.split()
+    if len(words) < 4:
+        return "too_short"
+    if len(words) > 60:
+        return "too_long"
+    low = q.lower()
+    if any(s in low for s in ("json", "write one", "addressed as", '"question"', "{", "}")):
+        return "copied_instructions"
+    if not re.search(r"[a-zA-Z]{3}", q):
+        return "no_words"
+    if any(q.strip(" .?!").lower() == e.strip(" .?!").lower() for e in examples):
+        return "copied_example"  # a demonstration handed back is not a new question
+    if induction == "identity" and not _IDENTITY.search(q):
+        return "off_type"  # an identity probe that never questions who they are is not one
+    return None
+
+
+def fallback_question(slot: dict, passage: dict | None, persona) -> str:
+    key = slot["subtype"] if slot["pattern"] == "anti_induction" else slot["pattern"]
+    if slot["pattern"] == "trait":
+        topic = slot["subtype"]
+    elif slot["pattern"] == "opinion" and (op := stage_opinion(persona, slot["stage"], slot["k"])):
+        topic = op.topic
+    elif passage:
+        # the passage's most frequent name (a capitalised word not opening a sentence) is a
+        # cheap, deterministic topic; else its most frequent long word
+        names = re.findall(r"(?<=[a-z,;] )([A-Z][a-z]{3,}(?: [A-Z][a-z]{3,})*)", passage["text"])
+        ws = names or [w.lower() for w in re.findall(r"[A-Za-z]{7,}", passage["text"])]
+        topic = max(sorted(set(ws)), key=ws.count) if ws else "those years"
+    else:
+        topic = "the way you live"
+    return FALLBACK[key].format(topic=topic)
+
+
+def resolve_question(slot, passage, persona, result) -> tuple[str, str, str | None]:
+    """(question, source, fallback reason); source is 'teacher' or 'template'."""
+    if isinstance(result, TeacherError):
+        return fallback_question(slot, passage, persona), "template", "teacher_failed"
+    q = str(result.get("question", "")).strip().lstrip(".-*: ").strip()
+    why = junk_reason(q, persona, tuple(g.q for g in persona.gold),
+                      slot["subtype"] if slot["pattern"] == "anti_induction" else None)
+    if why:
+        return fallback_question(slot, passage, persona), "template", why
+    return q, "teacher", None
+
+
+def answer_request(persona, slot: dict, question: str, passage: dict | None, retriever, cfg,
+                   gold_train: list, max_tokens: int | None = None) -> tuple[dict, list[str], list[str]]:
+    st = persona.stage(slot["stage"])
+    query = question + ("\n" + passage["text"] if passage else "")
+    know = style = []
+    if retriever is not None:
+        know = retriever.search(query, kind="objective", max_stage_index=slot["stage_index"],
+                                words=cfg.knowledge_words, first=passage)
+        style = retriever.search(query, kind="subjective", max_stage_index=slot["stage_index"],
+                                 words=cfg.style_words, first=passage)
+    pat = slot["pattern"]
+    # same-pattern demonstrations first (same stage preferred), then any others
+    ranked = sorted(gold_train, key=lambda g: (g.type != pat, g.stage not in (None, slot["stage"])))
+    examples = [{"q": g.q, "a": g.a} for g in ranked[:cfg.few_shot]]
+    induction = slot["subtype"] if pat == "anti_induction" else None
+    msgs, tid = render("construct_answer.j2", system_prompt=persona.system_prompt(slot["stage"]),
+                       name=persona.name, stage_label=st.label, period=st.period,
+                       knowledge=[p["text"] for p in know], style=[p["text"] for p in style],
+                       opinion=stage_opinion(persona, slot["stage"], slot["k"]) if pat == "opinion" else None,
+                       traits=trait_text(persona) if persona.trait_only else "", examples=examples, question=question,
+                       induction=induction, induction_text=INDUCTION.get(induction or "", ""))
+    req = {"messages": msgs, "schema": answer_schema(cfg.cot, max_tokens), "tag": f"answer:{slot['id']}", "template": tid}
+    return req, [p["id"] for p in know], [p["id"] for p in style]
+
+
+def judge_request(persona, slot: dict, question: str, response: str) -> dict:
+    st = persona.stage(slot["stage"])
+    msgs, tid = render("judge_consistency.j2", name=persona.name, identity=persona.identity,
+                       stage_label=st.label, period=st.period, knows=st.knows, question=question,
+                       response=response)
+    schema = {"type": "object", "properties": {"consistent": {"type": "boolean"},
+                                               "reason": {"type": "string", "maxLength": 200}},
+              "required": ["consistent", "reason"]}
+    return {"messages": msgs, "schema": schema, "tag": f"judge:{slot['id']}", "template": tid}
