@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 QUANTS = ("f16", "Q8_0", "Q4_K_M", "Q4_0", "Q5_K_M", "Q6_K")
 
@@ -16,6 +16,19 @@ class ExportConfig(BaseModel):
     card: bool = Field(True, description="Write a SillyTavern character card (JSON + PNG).")
     parity_prompts: int = Field(8, ge=1, description="Prompts for HF-vs-GGUF logit parity.")
     min_top1_f16: float = Field(0.99, ge=0, le=1, description="Fail the export below this f16 top-1 agreement.")
+    verify_questions: int = Field(3, ge=0, description="Gold/generic questions answered by the shipped GGUF as a smoke test (replies land in manifest.json).")
+
+    @field_validator("quants")
+    @classmethod
+    def _known_quants(cls, v: list[str]) -> list[str]:
+        # checked when the recipe loads, so `perskit run` never trains only to fail at export
+        known = {q.lower() for q in QUANTS}
+        bad = [q for q in v if str(q).lower() not in known]
+        if bad:
+            raise ValueError(f"unknown quant '{bad[0]}' (use any of {list(QUANTS)})")
+        if not v:
+            raise ValueError(f"no quant selected (use any of {list(QUANTS)})")
+        return v
 
 
 class ChatConfig(BaseModel):

@@ -70,7 +70,12 @@ def _dequantize_gguf(gguf: Path, out: Path) -> None:
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     # The GGUF-loaded model refuses save_pretrained: rebuild a plain one with the same weights.
-    plain = transformers.AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    # The GGUF loader tags the config as gguf-quantized; the rebuilt weights are plain
+    # fp32, and the tag would make save_pretrained and llama.cpp's converter refuse them.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
     missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied embeddings
     if missing or unexpected:

@@ -1,0 +1,284 @@
+"""The export stage: adapter -> merged HF -> GGUF (f16 + quants) + LoRA GGUF -> verified bundle.
+
+The bundle is built in a hidden staging folder beside its destination and moved
+into place only after every file is written *and* verified, so a crash, a full
+disk or a failed parity check never leaves a half bundle (an older complete
+bundle stays untouched). Intermediate files (merged checkpoint, base GGUF) live in
+a scratch folder under ``<run>/export/`` that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from kit.errors import KitError
+from kit.export import card as cards
+from kit.export import ggufops, merge, ollama, parity
+from kit.rundir import hash_obj, hash_paths, peak_rss_mb, sha256_file
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Every bundle file written by Python goes through here (one place to fail on a full disk)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def export_run(loaded, persona, run, *, force: bool = False, progress=None) -> dict:
+    """Run the export stage for a trained run; returns the bundle manifest."""
+    from kit.export.converter import converter_dir, llama_cpp_version
+    from kit.models.resolve import materialize
+
+    cfg = loaded.spec.export
+    quants = ggufops.check_quants(cfg.quants)
+    avatar = persona.root / "avatar.png"
+    if cfg.card and avatar.is_file():
+        try:  # a bad avatar fails now, not after the merge and conversion
+            cards.read_chunks(avatar.read_bytes())
+        except KitError as exc:
+            raise KitError(f"the character card avatar is unusable: {exc.message}", where=str(avatar),
+                           fix="replace avatar.png with a valid PNG image, or remove it") from None
+    adapter_stage, adapter = merge.find_adapter(run.path)
+    converter_dir()  # fail in one line now rather than after the merge
+    base = materialize(loaded.spec.train.model)
+    dest = loaded.resolve_path(cfg.out_dir) / persona.spec.id
+    inputs = hash_obj({"adapter": hash_paths([adapter]), "export": cfg.model_dump(mode="json"),
+                       "model": loaded.spec.train.model, "persona": persona.spec.model_dump(mode="json"),
+                       "llama_cpp": llama_cpp_version()})
+    stage = run.stage("export")
+    if not force and stage.is_done(inputs) and (dest / "manifest.json").is_file():
+        return json.loads((dest / "manifest.json").read_text(encoding="utf-8"))
+    stage.begin(inputs, adapter=str(adapter), bundle=str(dest))
+    # a killed export leaves its staging and scratch folders behind (a merged model, an f16
+    # GGUF): they belong to this stage, so a rerun clears them before starting over
+    for stale in [*dest.parent.glob(f".{dest.name}.partial-*"), *dest.parent.glob(f".{dest.name}.old-*"),
+                  *(run.path / "export").glob(".work-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    (run.path / "export").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=run.path / "export"))
+    try:
+        manifest = build_bundle(loaded, persona, run, base=base, adapter=adapter, adapter_stage=adapter_stage,
+                                quants=quants, staging=staging, work=work, progress=progress)
+        place(staging, dest)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise KitError("disk full while writing the export bundle; nothing was left half-written",
+                           where=str(dest.parent), fix="free disk space (about 3x the model size) and rerun") from None
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    stage.finish(bundle=str(dest), files={k: v["bytes"] for k, v in manifest["files"].items()},
+                 parity=manifest["verify"]["parity"], peak_rss_mb=peak_rss_mb())
+    return manifest
+
+
+def place(staging: Path, dest: Path) -> None:
+    """Move the finished bundle into place; an existing bundle is replaced only now."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{int(time.time() * 1000)}")
+        os.replace(dest, old)
+    os.chmod(staging, 0o755)  # mkdtemp made it private; a bundle is meant to be shared
+    os.replace(staging, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_bundle(loaded, persona, run, *, base: Path, adapter: Path, adapter_stage: str, quants: list[str],
+                 staging: Path, work: Path, progress=None) -> dict:
+    cfg, chat = loaded.spec.export, loaded.spec.chat
+    spec = persona.spec
+    name = spec.id
+    timings: dict[str, float] = {}
+    clock = {"name": None, "t": time.perf_counter()}
+
+    def step(msg: str) -> None:
+        now = time.perf_counter()
+        if clock["name"]:
+            timings[clock["name"]] = round(now - clock["t"], 2)
+        clock.update(name=msg, t=now)
+        if progress:
+            progress(msg)
+
+    warnings: list[str] = []
+
+    step("merging the adapter into the base weights")
+    merged = work / "merged"
+    merge_info = merge.merge_adapter(base, adapter, merged)
+    template = (merged / "chat_template.jinja").read_text(encoding="utf-8")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(merged))
+
+    primary = f"{name}-{quants[0]}.gguf"
+    step("writing the Modelfile and character card")
+    try:
+        family = ollama.detect_family(template, bos=tok.bos_token or "", eos=tok.eos_token or "")
+        go_template, stops = family.go_template(), list(family.stop)
+    except KitError as exc:
+        family, go_template, stops = None, None, []
+        warnings.append(f"Modelfile has no TEMPLATE: {exc.message}")
+    if tok.eos_token and tok.eos_token not in stops:
+        stops.append(tok.eos_token)
+    system = spec.system_prompt(None)
+    comment = (f"perskit persona {spec.name} ({spec.id}); chat template family: "
+               f"{family.name if family else 'unknown (Ollama reads the GGUF template)'}.\n"
+               "Other life stages: see manifest.json 'stages' and swap the SYSTEM text.")
+    _write(staging / "Modelfile", ollama.modelfile(
+        primary, system=system, template=go_template, stops=stops, comment=comment,
+        params={"temperature": chat.temperature, "top_p": chat.top_p, "num_ctx": chat.n_ctx}).encode("utf-8"))
+    if cfg.card:
+        v2 = cards.build_card_v2(persona, stage_id=None, model_file=primary)
+        v3 = cards.build_card_v3(v2)
+        cards.validate_card(v2)
+        cards.validate_card(v3)
+        _write(staging / f"{name}.card.json", (json.dumps(v2, indent=2, ensure_ascii=False) + "\n").encode())
+        _write(staging / f"{name}.card.png", cards.card_png(persona.root, spec.id, {"chara": v2, "ccv3": v3}))
+
+    step("converting to GGUF f16")
+    f16 = staging / f"{name}-f16.gguf" if "f16" in quants else work / f"{name}-f16.gguf"
+    ggufops.convert_hf(merge.converter_view(merged, work / "gguf-src"), f16, model_name=f"{spec.name} (perskit)")
+    files = {q: (f16 if q == "f16" else staging / f"{name}-{q}.gguf") for q in quants}
+    for q in quants:
+        if q != "f16":
+            step(f"quantizing to {q}")
+            ggufops.quantize(f16, files[q], q)
+    lora = None
+    if cfg.lora_gguf:
+        step("converting the LoRA adapter to GGUF")
+        lora = staging / f"{name}-lora-f16.gguf"
+        base_view = merge.converter_view(base, work / "base-src")
+        ggufops.convert_lora(adapter, base_view, lora)
+
+    verify = verify_bundle(persona, step=step, tok=tok, merged=merged, template=template, f16=f16, quants=files, lora=lora,
+                           base=base, work=work, n_prompts=cfg.parity_prompts, min_top1=cfg.min_top1_f16,
+                           n_chat=cfg.verify_questions)
+    warnings += verify.pop("warnings")
+    step("writing the manifest")
+
+    manifest = {
+        "persona": {"id": spec.id, "name": spec.name},
+        "stages": [{"id": s.id, "label": s.label, "period": s.period, "system_prompt": spec.system_prompt(s.id)}
+                   for s in spec.stages],
+        "default_stage": spec.stages[-1].id,
+        "base_model": loaded.spec.train.model,
+        "adapter": {"stage": adapter_stage, "hash": hash_paths([adapter]), **merge_info},
+        "recipe": {"name": loaded.spec.name, "hash": hash_obj(loaded.spec.model_dump(mode="json"))},
+        "chat_template": {"family": family.name if family else None, "stops": stops},
+        "eval": eval_summary(run.path / "eval" / "results.json"),
+        "verify": verify,
+        "warnings": warnings,
+        "tools": _tool_versions(),
+        "timings_s": timings,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                  for p in sorted(staging.iterdir()) if p.is_file()},
+    }
+    _write(staging / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+    return manifest
+
+
+def verify_bundle(persona, *, step, tok, merged: Path, template: str, f16: Path, quants: dict, lora: Path | None,
+                  base: Path, work: Path, n_prompts: int, min_top1: float, n_chat: int) -> dict:
+    """Load every GGUF, check metadata + tokenizer, and compare logits with the HF model."""
+    warnings: list[str] = []
+    step("verifying: HF reference logits")
+    convs = parity.parity_conversations(persona, n_prompts)
+    ids = parity.hf_token_ids(tok, convs)
+    ref = parity.hf_logits(merged, ids)
+    n_ctx = max(256, max(len(x) for x in ids) + 64)
+    out: dict = {"parity": {}, "prompts": len(convs)}
+
+    step("verifying: f16 metadata, tokenizer, parity")
+    llm = ggufops.load_llama(f16, n_ctx=n_ctx, logits_all=True)
+    meta = ggufops.metadata(llm)
+    if meta.get("tokenizer.chat_template") != template:
+        raise KitError("the f16 GGUF's tokenizer.chat_template differs from the adapter's chat template",
+                       where=str(f16), fix="report this; the converter did not pick up chat_template.jinja")
+    if tok.eos_token_id is not None and int(llm.token_eos()) != int(tok.eos_token_id):
+        raise KitError(f"GGUF EOS id {llm.token_eos()} != tokenizer EOS id {tok.eos_token_id}", where=str(f16),
+                       fix="check eos_token in the adapter's tokenizer_config.json")
+    out["metadata"] = {"chat_template": "ok", "eos_token_id": int(llm.token_eos()),
+                       "add_bos_token": meta.get("tokenizer.ggml.add_bos_token")}
+    out["tokenizer"] = parity.tokenizer_parity(llm, tok, convs, ids)
+    if out["tokenizer"]["exact"] != len(convs):
+        warnings.append(f"llama.cpp tokenizes {len(convs) - out['tokenizer']['exact']} of {len(convs)} prompts "
+                        "differently from the HF tokenizer")
+    out["parity"]["f16"] = parity.compare(ref, parity.gguf_logits(llm, ids))
+    del llm
+    if out["parity"]["f16"]["top1"] < min_top1:
+        raise KitError(f"f16 GGUF disagrees with the HF model: top-1 agreement {out['parity']['f16']['top1']:.3f} "
+                       f"< export.min_top1_f16 {min_top1}", where=str(f16),
+                       fix="the conversion is broken for this model; do not ship it (report the architecture)")
+    for q, path in quants.items():
+        if q == "f16":
+            continue
+        step(f"verifying: {q} parity")
+        llm = ggufops.load_llama(path, n_ctx=n_ctx, logits_all=True)
+        out["parity"][q] = parity.compare(ref, parity.gguf_logits(llm, ids))
+        del llm
+    primary = next(iter(quants))
+    step(f"verifying: chat with {primary}")
+    chat_llm = ggufops.load_llama(quants[primary], n_ctx=n_ctx + 128)
+    out["chat"] = {"file": quants[primary].name,
+                   "samples": parity.chat_samples(chat_llm, convs[:n_chat])}
+    del chat_llm
+    if lora is not None:
+        step("verifying: LoRA GGUF on the base GGUF")
+        out["lora"] = verify_lora(lora, base=work / "base-src", work=work, ids=ids[:2], ref=ref[:2], n_ctx=n_ctx)
+    return {**out, "warnings": warnings}
+
+
+def verify_lora(lora: Path, *, base: Path, work: Path, ids, ref, n_ctx: int) -> dict:
+    """The LoRA GGUF must load on the base GGUF, change its output, and match the merged HF model."""
+    import numpy as np
+
+    base_gguf = work / "base-f16.gguf"
+    ggufops.convert_hf(base, base_gguf)
+    plain = list(parity.gguf_logits(ggufops.load_llama(base_gguf, n_ctx=n_ctx, logits_all=True), ids))
+    with_lora = list(parity.gguf_logits(ggufops.load_llama(base_gguf, lora=lora, n_ctx=n_ctx, logits_all=True),
+                                        ids))
+    change = max(float(np.abs(a - b).max()) for a, b in zip(plain, with_lora))
+    if change < 1e-4:
+        raise KitError("the LoRA GGUF loads but does not change the base model's output", where=str(lora),
+                       fix="check that the adapter has trained (non-zero) weights")
+    vs_merged = parity.compare(ref, with_lora)
+    return {"max_logit_change": round(change, 4), "vs_merged": vs_merged,
+            "base_gguf_sha256": sha256_file(base_gguf)}
+
+
+def eval_summary(path: Path) -> dict | None:
+    """The eval stage's headline figures (its 'summary' block), when eval ran."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"error": "eval/results.json is unreadable"}
+    if isinstance(data, dict) and isinstance(data.get("summary"), dict):
+        return data["summary"]
+    text = json.dumps(data)
+    return data if len(text) < 20000 else {"note": "see eval/results.json", "keys": sorted(data)[:50]}
+
+
+def _tool_versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("llama_cpp_python", "transformers", "peft", "torch"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
