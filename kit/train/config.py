@@ -28,10 +28,15 @@ class _TrainCommon(_Strict):
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     max_seq_len: int = Field(1024, ge=16)
     packing: bool = Field(False, description="Pack/padding-free batching where the backend supports it.")
+    group_by_length: bool = Field(True, description="Batch rows of similar length together (less padding; "
+                                                    "ignored when packing). Order stays random across batches.")
     mix_general: str | None = Field(None, description="Local JSONL of general chat data to mix in (keeps general ability).")
     mix_ratio: float = Field(0.2, ge=0, le=1, description="Share of general data when mix_general is set.")
     save_every: int = Field(20, ge=1, description="Checkpoint every N steps (for --resume).")
     seed: int = 0
+    gradient_checkpointing: bool | None = Field(
+        None, description="Recompute activations to save memory; default: on for CUDA, off on CPU (small "
+                          "models fit, and recomputation costs ~30% speed).")
 
 
 class TrlTrain(_TrainCommon):
@@ -76,4 +81,8 @@ class DpoConfig(_Strict):
         "auto", description="Who decides that an SFT answer gave in to an induction question: the teacher, "
                             "the offline heuristic judge, or auto (teacher when reachable, else heuristic).")
     max_per_source: int | None = Field(None, ge=1, description="Cap on pairs mined from each negative source.")
-    max_length: int = Field(512, ge=16, description="Max tokens of prompt + answer in DPO batches.")
+    max_length: int = Field(1024, ge=16, description="Max tokens of prompt + answer in DPO batches (persona "
+                                                     "system prompts are long; pairs that do not fit are dropped).")
+    embedder: Literal["auto", "minilm", "bow"] = Field(
+        "auto", description="Answer embeddings for nearest-answer mining: all-MiniLM-L6-v2 (eval extra), "
+                            "a bag-of-words vector (no dependency), or auto (MiniLM when installed).")

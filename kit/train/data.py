@@ -108,9 +108,13 @@ def assistant_spans(tokenizer, template: str, messages: list[dict]) -> tuple[str
     return text, spans
 
 
-def tokenize_with_mask(tokenizer, template: str, messages: list[dict], max_len: int | None = None) -> dict:
-    """``input_ids`` and ``assistant_masks`` (1 = token is trained on) for one conversation."""
+def tokenize_with_mask(tokenizer, template: str, messages: list[dict], max_len: int | None = None,
+                       last_only: bool = False) -> dict:
+    """``input_ids`` and ``assistant_masks`` (1 = token is trained on) for one conversation;
+    ``last_only`` keeps just the final assistant turn (a DPO completion)."""
     text, spans = assistant_spans(tokenizer, template, messages)
+    if last_only:
+        spans = spans[-1:]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     mask = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kit.rundir import append_jsonl
 
-# Keys copied from trainer logs into metrics.jsonl (with the "train_" prefixes TRL adds stripped).
+# Keys copied from trainer logs into metrics.jsonl.
 KEEP = ("loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins", "rewards/chosen",
         "rewards/rejected", "num_input_tokens_seen", "entropy", "mean_token_accuracy")
 
@@ -56,13 +56,14 @@ def make_callback(metrics_path: Path, desc: str, show: bool = True):
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
+            if "loss" not in logs:
+                return  # eval or the end-of-training summary (train_loss); on_train_end records our own
             row = {"step": state.global_step, "time": round(time.time(), 3)}
             for k, v in logs.items():
-                key = k[6:] if k.startswith("train_") and k[6:] in KEEP else k
-                if key in KEEP and isinstance(v, (int, float)):
-                    row[key] = v
-            if "loss" not in row and "rewards/accuracies" not in row:
-                return  # the end-of-training summary log; the summary dict covers it
+                if k in KEEP and isinstance(v, (int, float)):
+                    row[k] = v
+            if "loss" not in row:
+                return
             row["tokens_per_s"] = round(self._tps(state), 1)
             self.last = row
             if state.is_world_process_zero:

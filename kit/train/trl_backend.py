@@ -14,6 +14,13 @@ from kit.errors import KitError
 from kit.rundir import peak_rss_mb
 
 
+def hush() -> None:
+    """Our rich bar is the progress display; silence datasets' per-map bars."""
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
 def pick_device(cfg) -> str:
     import torch
 
@@ -33,6 +40,20 @@ def load_tokenizer(path: Path):
     return tok
 
 
+def model_config(base_dir: Path):
+    """The model config, minus a stale ``quantization_config`` naming GGUF: a checkpoint
+    dequantized from a GGUF and saved as safetensors is plain fp32, but transformers
+    copies the GGUF marker into config.json and then refuses to train it."""
+    from transformers import AutoConfig
+
+    conf = AutoConfig.from_pretrained(str(base_dir))
+    q = getattr(conf, "quantization_config", None)
+    method = q.get("quant_method") if isinstance(q, dict) else getattr(q, "quant_method", None)
+    if str(getattr(method, "value", method)).lower() == "gguf" and any(Path(base_dir).glob("*.safetensors")):
+        del conf.quantization_config
+    return conf
+
+
 def load_model(base_dir: Path, cfg, device: str):
     """The base model on ``device``; 4-bit NF4 when QLoRA is asked for on CUDA."""
     import torch
@@ -50,7 +71,7 @@ def load_model(base_dir: Path, cfg, device: str):
             bnb_4bit_compute_dtype=torch.bfloat16)
         kwargs["device_map"] = {"": 0}
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), config=model_config(base_dir), dtype=dtype, **kwargs)
     if kwargs.get("quantization_config") is not None:
         from peft import prepare_model_for_kbit_training
 
@@ -93,13 +114,22 @@ def checkpoint_args(cfg, out_dir: Path, device: str) -> dict:
     import torch
 
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    return dict(
+    gc = getattr(cfg, "gradient_checkpointing", None)
+    return dict(gradient_checkpointing=(device == "cuda") if gc is None else gc,
         output_dir=str(out_dir / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=getattr(cfg, "grad_accum", 1), learning_rate=cfg.learning_rate,
         max_steps=cfg.max_steps, logging_steps=1, save_strategy="steps", save_steps=getattr(cfg, "save_every", 20),
         save_total_limit=2, use_cpu=device == "cpu", bf16=bf16, fp16=False, report_to="none", disable_tqdm=True,
         include_num_input_tokens_seen="non_padding", seed=getattr(cfg, "seed", 0), lr_scheduler_type="cosine",
         warmup_steps=max(1, cfg.max_steps // 20), dataloader_num_workers=0, remove_unused_columns=True)
+
+
+def quiet(trainer) -> None:
+    """Our rich callback replaces HF's printer (which dumps every log dict to stdout)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
 
 
 def latest_checkpoint(out_dir: Path) -> str | None:
@@ -133,6 +163,7 @@ def sft(cfg, train_path: Path, eval_path: Path | None, out_dir: Path, base_dir: 
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    hush()
     device = pick_device(cfg)
     tok = load_tokenizer(base_dir)
     template_file = Path(cfg.chat_template) if cfg.chat_template else None
@@ -149,7 +180,11 @@ def sft(cfg, train_path: Path, eval_path: Path | None, out_dir: Path, base_dir: 
 
     ckpt = prepare_resume(out_dir, resume)
     model = load_model(base_dir, cfg, device)
+    # Length-grouped batches cut padding without packing's cost on CPU, where attention over
+    # a packed row (no varlen kernel) costs more than the padding it saves.
+    sampling = "group_by_length" if cfg.group_by_length and not cfg.packing else "random"
     args = SFTConfig(**checkpoint_args(cfg, out_dir, device), max_length=cfg.max_seq_len, packing=cfg.packing,
+                     train_sampling_strategy=sampling,
                      packing_strategy="bfd", dataset_num_proc=None, per_device_eval_batch_size=cfg.batch_size)
     cb = make_callback(out_dir / "metrics.jsonl", "sft")
 
@@ -159,6 +194,7 @@ def sft(cfg, train_path: Path, eval_path: Path | None, out_dir: Path, base_dir: 
 
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tok, peft_config=lora_config(cfg, base_dir), callbacks=[cb, _NoPickle()])
+    quiet(trainer)
     trainer.train(resume_from_checkpoint=ckpt)
     result = {"steps": trainer.state.global_step, "records": len(records), "general_rows": n_general,
               "train_rows": len(rows), **{f"train_{k}": v for k, v in cb.summary.items()},
@@ -166,7 +202,10 @@ def sft(cfg, train_path: Path, eval_path: Path | None, out_dir: Path, base_dir: 
               "resumed_from": ckpt, "device": device, "packing": cfg.packing}
     if eval_ds is not None:
         result["eval_loss"] = round(float(trainer.evaluate()["eval_loss"]), 4)
-    save_adapter(trainer.model, tok, template, out_dir / "adapter")
+    if trainer.is_world_process_zero():  # under accelerate/DDP only rank 0 writes the adapter
+        save_adapter(trainer.model, tok, template, out_dir / "adapter")
+    trainer.accelerator.wait_for_everyone()
+    result["world_size"] = trainer.accelerator.num_processes
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -182,7 +221,7 @@ def load_for_inference(base_dir: Path, adapter: Path | None, device: str = "cpu"
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), config=model_config(base_dir), dtype=torch.float32)
     tok_dir = base_dir
     if adapter is not None:
         from peft import PeftModel

