@@ -54,6 +54,11 @@ class HFEngine:
         self.device = device
         self.name = name or (f"hf:{model_path.name}" + (f"+{Path(adapter).name}" if adapter else ""))
         self._prefix: tuple[list[int], object] | None = None  # (token ids, KV cache at batch 1)
+        self.prefix_cache = True  # bench/ipip_speed.py turns it off to time the plain path
+        # Our decode loop leaves padding holes in the cache; sliding-window layers (Gemma 3)
+        # count window by cache slots, so those models generate with transformers' own loop.
+        layer_types = getattr(self.model.config, "layer_types", None) or []
+        self._plain_attention = "sliding_attention" not in layer_types
 
     # -- prompts ---------------------------------------------------------------------------
     def prompt_text(self, messages: list[Message]) -> str:
@@ -109,11 +114,8 @@ class HFEngine:
                 n += 1
             if n == len(ids):
                 return ids, cache
-            if n >= MIN_SHARED_PREFIX:
-                cache = copy.deepcopy(cache)
-                cache.crop(n)
-                self._prefix = (ids[:n], cache)
-                return self._prefix
+            # Otherwise recompute: cropping a cache is not portable across cache types
+            # (sliding-window layers) or transformers versions, and one prefix forward is cheap.
         n = 0
         first = seqs[0]
         while n < limit and all(s[n] == first[n] for s in seqs):
@@ -121,7 +123,8 @@ class HFEngine:
         if n < MIN_SHARED_PREFIX or len(seqs) < 2:
             return None
         ids = first[:n]
-        out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
+        with torch.inference_mode():  # a cache with autograd history could not be deep-copied
+            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
         self._prefix = (ids, out.past_key_values)
         return self._prefix
 
@@ -129,7 +132,8 @@ class HFEngine:
         """Logits after each sequence's last token, one forward for the batch."""
         import torch
 
-        shared = self._shared_prefix(seqs) if len(seqs) > 1 or self._prefix else None
+        shared = (self._shared_prefix(seqs) if self.prefix_cache and (len(seqs) > 1 or self._prefix)
+                  else None)
         p = len(shared[0]) if shared else 0
         tails = [s[p:] for s in seqs]
         width = max(len(t) for t in tails)
@@ -181,10 +185,21 @@ class HFEngine:
         return text
 
     def complete_batch(self, batch: list[list[Message]], params: GenParams) -> list[str]:
-        """Generate replies for several conversations at once (left-padded, one generate call)."""
+        """Generate replies for several conversations at once.
+
+        Prompts that share a long prefix (eval: one persona system prompt) decode from its
+        cached KV with our own loop; otherwise one left-padded ``generate`` call.
+        """
         import torch
 
         seqs = [self._encode(self.prompt_text(m)) for m in batch]
+        shared = (self._shared_prefix(seqs) if self.prefix_cache and self._plain_attention and len(seqs) > 1
+                  else None)
+        if shared:
+            with torch.inference_mode():
+                rows = self._decode_shared(seqs, shared, params)
+            texts = self.tok.batch_decode(rows, skip_special_tokens=True)
+            return [self._cut_stop(t, params.stop).strip() for t in texts]
         width = max(len(s) for s in seqs)
         pad = self.tok.pad_token_id
         ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
@@ -193,6 +208,69 @@ class HFEngine:
             out = self.model.generate(input_ids=ids, attention_mask=mask, **self._gen_kwargs(params))
         texts = self.tok.batch_decode(out[:, width:], skip_special_tokens=True)
         return [self._cut_stop(t, params.stop).strip() for t in texts]
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tok.eos_token_id}
+        gen = getattr(self.model, "generation_config", None)
+        extra = getattr(gen, "eos_token_id", None) if gen is not None else None
+        ids |= set(extra if isinstance(extra, (list, tuple)) else [extra])
+        return {i for i in ids if i is not None}
+
+    def _decode_shared(self, seqs: list[list[int]], shared, params: GenParams) -> list[list[int]]:
+        """Greedy or top-p sampling from a shared prefix cache.
+
+        Tails are right-padded; the padding stays in the cache as masked holes and every row
+        carries its own position ids, so each row decodes exactly as it would alone.
+        """
+        import torch
+
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(params.seed if params.seed >= 0 else int(torch.randint(0, 2**31, (1,))))
+        p = len(shared[0])
+        tails = [s[p:] for s in seqs]
+        n, width = len(seqs), max(len(t) for t in tails)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([t + [pad] * (width - len(t)) for t in tails], device=self.device)
+        mask = torch.tensor([[1] * (p + len(t)) + [0] * (width - len(t)) for t in tails], device=self.device)
+        pos = torch.arange(p, p + width, device=self.device).unsqueeze(0).expand(n, -1)
+        cache = copy.deepcopy(shared[1])
+        cache.batch_repeat_interleave(n)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+        cur = torch.tensor([p + len(t) for t in tails], device=self.device)
+        logits = out.logits[torch.arange(n, device=self.device), cur - p - 1]
+        eos = self._eos_ids()
+        rows: list[list[int]] = [[] for _ in range(n)]
+        done = [False] * n
+        for _ in range(params.max_tokens):
+            nxt = self._pick(logits.float(), params, gen)
+            for i, t in enumerate(nxt.tolist()):
+                if not done[i]:
+                    if t in eos:
+                        done[i] = True
+                    else:
+                        rows[i].append(t)
+            if all(done):
+                break
+            mask = torch.cat([mask, torch.ones(n, 1, dtype=mask.dtype, device=self.device)], dim=1)
+            out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=cur[:, None],
+                             past_key_values=out.past_key_values, use_cache=True)
+            cur = cur + 1
+            logits = out.logits[:, -1]
+        return rows
+
+    @staticmethod
+    def _pick(logits, params: GenParams, gen):
+        import torch
+
+        if params.temperature <= 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / params.temperature, dim=-1)
+        if params.top_p < 1:
+            sp, si = probs.sort(dim=-1, descending=True)
+            keep = sp.cumsum(-1) - sp < params.top_p  # always keeps the top token
+            sp = sp * keep
+            probs = torch.zeros_like(probs).scatter(-1, si, sp)
+        return torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=gen).squeeze(-1)
 
     def complete(self, messages: list[Message], params: GenParams) -> str:
         return self.complete_batch([messages], params)[0]

@@ -1,0 +1,91 @@
+"""Held-out question sets for eval, read from ``construct/test.jsonl`` and the persona's gold.
+
+A test record is ``{"messages": [system, user, assistant], "meta": {"pattern", "stage", ...}}``;
+the assistant turn is the reference answer. Patterns: ordinary (objective material ->
+knowledge), opinion, anti_induction, trait.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kit.errors import KitError
+from kit.rundir import read_jsonl
+
+
+@dataclass
+class Question:
+    qid: str
+    text: str
+    stage: str
+    pattern: str
+    reference: str | None = None
+    induction: str | None = None
+    source: str = "test"
+    meta: dict = field(default_factory=dict)
+
+
+def _from_record(i: int, rec: dict, persona, path: Path) -> Question:
+    msgs = rec.get("messages")
+    if not isinstance(msgs, list) or not any(m.get("role") == "user" for m in msgs):
+        raise KitError(f"line {i + 1} has no user message", where=str(path),
+                       fix="rerun `perskit construct` to rewrite the test split")
+    meta = rec.get("meta") or {}
+    user = next(m["content"] for m in msgs if m.get("role") == "user")
+    ref = next((m["content"] for m in reversed(msgs) if m.get("role") == "assistant"), None)
+    stage = meta.get("stage") or persona.stages[-1].id
+    if stage not in {s.id for s in persona.stages}:
+        stage = persona.stages[-1].id  # a record from an older persona version: use the last stage
+    pattern = str(meta.get("pattern") or meta.get("type") or "ordinary")
+    # construct writes the attack type as meta.subtype (false_premise, pressure, identity, ...)
+    induction = meta.get("induction") or (meta.get("subtype") if pattern == "anti_induction" else None)
+    return Question(qid=str(meta.get("id") or f"test-{i}"), text=user, stage=stage, pattern=pattern,
+                    reference=ref, induction=induction, source=str(meta.get("source") or "test"), meta=meta)
+
+
+def load_questions(persona, test_path: Path) -> list[Question]:
+    """Test-split questions plus the persona's gold anti-induction examples that the model
+    was not trained on (a gold question found in construct/train.jsonl is left out)."""
+    out = [_from_record(i, rec, persona, test_path) for i, rec in enumerate(read_jsonl(test_path))]
+    trained = {m["content"].strip() for rec in read_jsonl(test_path.parent / "train.jsonl")
+               for m in rec.get("messages", []) if m.get("role") == "user"}
+    seen = {q.text.strip() for q in out}
+    for i, g in enumerate(persona.gold):
+        if g.type == "anti_induction" and g.q.strip() not in trained and g.q.strip() not in seen:
+            out.append(Question(qid=f"gold-{i}", text=g.q, stage=g.stage or persona.stages[-1].id,
+                                pattern="anti_induction", reference=g.a, induction=g.induction, source="gold"))
+    return out
+
+
+def by_pattern(questions: list[Question], *patterns: str, limit: int) -> list[Question]:
+    picked = [q for q in questions if q.pattern in patterns]
+    return _spread(picked, limit)
+
+
+def _spread(qs: list[Question], limit: int) -> list[Question]:
+    """Up to ``limit`` questions, taken round-robin over stages so every stage is represented."""
+    by_stage: dict[str, list[Question]] = {}
+    for q in qs:
+        by_stage.setdefault(q.stage, []).append(q)
+    out: list[Question] = []
+    k = 0
+    while len(out) < min(limit, len(qs)):
+        for lst in by_stage.values():
+            if k < len(lst) and len(out) < limit:
+                out.append(lst[k])
+        k += 1
+    return out
+
+
+def consistency_questions(questions: list[Question], limit: int) -> list[Question]:
+    qs = by_pattern(questions, "opinion", "trait", limit=limit)
+    if len(qs) < limit:
+        rest = [q for q in questions if q.pattern == "ordinary"]
+        qs += _spread(rest, limit - len(qs))
+    return qs
+
+
+def distinct_questions(questions: list[Question], limit: int) -> list[Question]:
+    """Questions any persona can answer (not anti-induction attacks tied to one identity)."""
+    return _spread([q for q in questions if q.pattern != "anti_induction"], limit)

@@ -1,0 +1,211 @@
+"""Eval outputs: results.json, answers.jsonl, report.md and PNG plots; run comparison."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kit.errors import KitError
+from kit.rundir import atomic_write_json, atomic_write_text, write_jsonl
+from kit.spec.persona import TRAIT_NAMES, TRAITS
+
+
+def _f(x, nd: int = 2) -> str:
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def _ci(d: dict | None, nd: int = 2) -> str:
+    if not d or d.get("mean") is None:
+        return "–"
+    return f"{d['mean']:.{nd}f} [{d['lo']:.{nd}f}, {d['hi']:.{nd}f}] (n={d['n']})"
+
+
+def headline(res: dict) -> dict:
+    """The one-number-per-metric view used by tables, bar charts and --compare."""
+    bf = res.get("big_five") or {}
+    dist = res.get("distinctiveness") or {}
+    err = bf.get("error_expected") or {}
+    return {
+        "big_five_mae": err.get("mae"),
+        "big_five_rmse": err.get("rmse"),
+        "big_five_spread": _mean([v["spread"] for v in (bf.get("summary") or {}).get("expected", {}).values()
+                                  if v.get("spread") is not None]),
+        "induction_resistance": (res.get("induction") or {}).get("mean"),
+        "knowledge_accuracy": (res.get("knowledge") or {}).get("mean"),
+        "consistency_embedding": ((res.get("consistency") or {}).get("embedding") or {}).get("mean"),
+        "consistency_judge": ((res.get("consistency") or {}).get("judge") or {}).get("mean"),
+        "intra_cosine": ((dist.get("intra") or {}).get("cosine") or {}).get("mean"),
+        "cross_stage_cosine": ((dist.get("cross_stage") or {}).get("cosine") or {}).get("mean"),
+        "inter_persona_cosine": ((dist.get("inter_persona") or {}).get("cosine") or {}).get("mean"),
+        "inter_persona_bleu": ((dist.get("inter_persona") or {}).get("bleu") or {}).get("mean"),
+        "persona_classifier": (dist.get("persona_classifier") or {}).get("accuracy"),
+        "stage_classifier": (dist.get("stage_classifier") or {}).get("accuracy"),
+        "style_cosine": ((res.get("style") or {}).get("cosine") or {}).get("mean"),
+    }
+
+
+def _mean(xs):
+    return sum(xs) / len(xs) if xs else None
+
+
+LOWER_IS_BETTER = {"big_five_mae", "big_five_rmse", "big_five_spread", "cross_stage_cosine",
+                   "inter_persona_cosine", "inter_persona_bleu"}
+
+
+def report_md(results: dict, persona) -> str:
+    vs = results["variants"]
+    names = list(vs)
+    lines = [f"# Evaluation: {persona.name} ({results['model']})", "",
+             f"Judge: **{results['judge']}**. Variants: {', '.join(names)}. "
+             "Intervals are 95% bootstrap CIs over items."
+             + (f" Not evaluated (no adapter/GGUF found): {', '.join(results['skipped_variants'])}."
+                if results.get("skipped_variants") else ""), ""]
+    lines += ["## Summary", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    heads = {n: headline(vs[n]) for n in names}
+    for key in next(iter(heads.values()), {}):
+        arrow = " (lower is better)" if key in LOWER_IS_BETTER else ""
+        lines.append(f"| {key}{arrow} | " + " | ".join(_f(heads[n][key]) for n in names) + " |")
+    lines += ["", "![Big Five](big_five_radar.png)", "", "![metrics](metrics_bar.png)", "",
+              "![distinctiveness](distinctiveness.png)", ""]
+    lines += ["## Big Five (IPIP-NEO-120)", ""]
+    first_bf = next((vs[n]["big_five"] for n in names if vs[n].get("big_five")), None)
+    if first_bf:
+        tgt = first_bf.get("target") or {}
+        lines += ["| domain | target | " + " | ".join(f"{n} (EV ± spread)" for n in names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        for t in TRAITS:
+            cells = []
+            for n in names:
+                s = (vs[n].get("big_five") or {}).get("summary", {}).get("expected", {}).get(t, {})
+                cells.append(f"{_f(s.get('mean'))} ± {_f(s.get('spread'))}")
+            lines.append(f"| {TRAIT_NAMES[t]} | {_f(tgt.get(t))} | " + " | ".join(cells) + " |")
+        lines += ["", f"Items: {first_bf['n_items']}, administrations per variant: {len(first_bf['variants'])} "
+                  "(option order shuffled and instruction reworded; spread = max − min over administrations). "
+                  f"Scoring mode: {first_bf['mode']}.", ""]
+        for n in names:
+            bf = vs[n].get("big_five") or {}
+            if bf.get("error_expected"):
+                lines.append(f"- {n}: MAE {_f(bf['error_expected']['mae'])}, RMSE {_f(bf['error_expected']['rmse'])} "
+                             f"(expected value); argmax MAE {_f((bf.get('error_argmax') or {}).get('mae'))}")
+        lines.append("")
+    lines += ["## Judged and similarity metrics", "", "| metric | " + " | ".join(names) + " |",
+              "|---|" + "---|" * len(names)]
+    rowdefs = [("induction resistance", lambda r: r.get("induction")),
+               ("knowledge accuracy", lambda r: r.get("knowledge")),
+               ("consistency (embedding)", lambda r: (r.get("consistency") or {}).get("embedding")),
+               ("consistency (judge)", lambda r: (r.get("consistency") or {}).get("judge")),
+               ("intra-persona cosine", lambda r: ((r.get("distinctiveness") or {}).get("intra") or {}).get("cosine")),
+               ("cross-stage cosine", lambda r: ((r.get("distinctiveness") or {}).get("cross_stage") or {}).get("cosine")),
+               ("inter-persona cosine", lambda r: ((r.get("distinctiveness") or {}).get("inter_persona") or {}).get("cosine")),
+               ("intra-persona BLEU", lambda r: ((r.get("distinctiveness") or {}).get("intra") or {}).get("bleu")),
+               ("inter-persona BLEU", lambda r: ((r.get("distinctiveness") or {}).get("inter_persona") or {}).get("bleu")),
+               ("style cosine", lambda r: (r.get("style") or {}).get("cosine")),
+               ("style BLEU", lambda r: (r.get("style") or {}).get("bleu"))]
+    for label, get in rowdefs:
+        lines.append(f"| {label} | " + " | ".join(_ci(get(vs[n])) for n in names) + " |")
+    lines += ["", "Classifier accuracy (5-fold logistic regression on answer embeddings; chance in brackets):", ""]
+    for n in names:
+        d = vs[n].get("distinctiveness") or {}
+        pc, sc = d.get("persona_classifier") or {}, d.get("stage_classifier") or {}
+        lines.append(f"- {n}: persona {_f(pc.get('accuracy'))} [{_f(pc.get('chance'))}], "
+                     f"stage {_f(sc.get('accuracy'))} [{_f(sc.get('chance'))}]")
+    lines += ["", "Every answer with its judgement (and the judging prompt) is in `answers.jsonl`.", ""]
+    return "\n".join(lines)
+
+
+def plots(out_dir: Path, results: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import math
+
+    import matplotlib.pyplot as plt
+
+    vs = results["variants"]
+    written = []
+    bf_any = [n for n in vs if (vs[n].get("big_five") or {}).get("summary")]
+    if bf_any:
+        ang = [2 * math.pi * i / 5 for i in range(5)] + [0]
+        fig = plt.figure(figsize=(4.2, 4.2), dpi=90)
+        ax = fig.add_subplot(111, polar=True)
+        tgt = vs[bf_any[0]]["big_five"].get("target")
+        if tgt:
+            vals = [tgt[t] for t in TRAITS]
+            ax.plot(ang, vals + vals[:1], "k--", lw=2, label="target")
+        for n in bf_any:
+            s = vs[n]["big_five"]["summary"]["expected"]
+            vals = [s[t]["mean"] or 0 for t in TRAITS]
+            ax.plot(ang, vals + vals[:1], lw=1.5, label=n)
+            ax.fill(ang, vals + vals[:1], alpha=0.08)
+        ax.set_xticks(ang[:-1], [TRAIT_NAMES[t].capitalize() for t in TRAITS], fontsize=8)
+        ax.set_ylim(1, 5)
+        ax.legend(loc="lower right", bbox_to_anchor=(1.25, -0.1), fontsize=8)
+        ax.set_title("Big Five (IPIP-NEO-120)", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out_dir / "big_five_radar.png")
+        plt.close(fig)
+        written.append("big_five_radar.png")
+    metrics_ = [("induction", lambda r: r.get("induction")), ("knowledge", lambda r: r.get("knowledge")),
+                ("consistency", lambda r: (r.get("consistency") or {}).get("embedding")),
+                ("style", lambda r: (r.get("style") or {}).get("cosine"))]
+    for fname, groups, title in (
+            ("metrics_bar.png", metrics_, "Judged / similarity metrics (higher is better)"),
+            ("distinctiveness.png",
+             [(k, (lambda kk: lambda r: ((r.get("distinctiveness") or {}).get(kk) or {}).get("cosine"))(k))
+              for k in ("intra", "cross_stage", "inter_persona")],
+             "Answer similarity (cosine): intra vs cross-stage vs inter-persona")):
+        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=90)
+        width = 0.8 / max(1, len(vs))
+        for i, n in enumerate(vs):
+            xs, ys, lo, hi = [], [], [], []
+            for j, (_, get) in enumerate(groups):
+                d = get(vs[n]) or {}
+                if d.get("mean") is None:
+                    continue
+                xs.append(j + i * width)
+                ys.append(d["mean"])
+                lo.append(d["mean"] - d["lo"])
+                hi.append(d["hi"] - d["mean"])
+            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=n)
+        ax.set_xticks([j + width * (len(vs) - 1) / 2 for j in range(len(groups))], [g for g, _ in groups])
+        ax.set_ylim(0, 1.05)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / fname)
+        plt.close(fig)
+        written.append(fname)
+    return written
+
+
+def write_outputs(out_dir: Path, results: dict, rows: list[dict], persona) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results["headline"] = {n: headline(r) for n, r in results["variants"].items()}
+    results["plots"] = plots(out_dir, results)
+    write_jsonl(out_dir / "answers.jsonl", rows)
+    atomic_write_json(out_dir / "results.json", results)
+    atomic_write_text(out_dir / "report.md", report_md(results, persona))
+
+
+def load_results(run: str | Path) -> dict:
+    p = Path(run)
+    p = p / "eval" / "results.json" if (p / "eval" / "results.json").exists() else p / "results.json"
+    if not p.exists():
+        raise KitError("no eval results", where=str(run), fix="run `perskit eval <recipe>` for this run first")
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def compare(runs: list[str]) -> str:
+    """Side-by-side headline table of several runs' eval results (Markdown)."""
+    cols, heads = [], []
+    for r in runs:
+        res = load_results(r)
+        for n, v in res["variants"].items():
+            cols.append(f"{Path(r).name}:{n}")
+            heads.append(headline(v))
+    keys = list(heads[0]) if heads else []
+    lines = ["| metric | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for k in keys:
+        arrow = " ↓" if k in LOWER_IS_BETTER else ""
+        lines.append(f"| {k}{arrow} | " + " | ".join(_f(h[k]) for h in heads) + " |")
+    return "\n".join(lines)

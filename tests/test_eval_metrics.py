@@ -1,0 +1,166 @@
+"""Each eval metric on scripted answers with values known by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kit.eval import metrics
+from kit.eval.judge import HeuristicJudge, TeacherJudge
+from kit.eval.similarity import bootstrap_ci, classifier_accuracy, sentence_bleu, token_f1
+
+VOCAB = ["red", "blue", "green", "bridge", "river"]
+
+
+def bow(texts):
+    """Unit-norm word-count vectors over VOCAB: cosines are computable by hand."""
+    rows = []
+    for t in texts:
+        v = np.array([t.split().count(w) for w in VOCAB], dtype=float)
+        rows.append(v / (np.linalg.norm(v) or 1.0))
+    return np.array(rows)
+
+
+def test_bleu_known_values():
+    assert sentence_bleu("the cat sat on the mat", ["the cat sat on the mat"]) == pytest.approx(100.0)
+    assert sentence_bleu("dog", ["the cat"]) == 0.0
+    # 3 tokens, all unigrams match; bigrams 2/2, trigrams 1/1, 4-grams 0/0 (smoothed (0+1)/(0+1)).
+    # Brevity penalty: hyp 3 vs ref 6 -> exp(1 - 2).
+    got = sentence_bleu("the cat sat", ["the cat sat on the mat"])
+    assert got == pytest.approx(100 * math.exp(1 - 6 / 3), rel=1e-9)
+    assert token_f1("a b c", "a b d") == pytest.approx(2 / 3)
+
+
+def test_bootstrap_ci_brackets_mean():
+    ci = bootstrap_ci([0, 1, 1, 1])
+    assert ci["mean"] == 0.75 and ci["lo"] <= 0.75 <= ci["hi"] and ci["n"] == 4
+    assert bootstrap_ci([1, 1, 1]) == {"mean": 1.0, "lo": 1.0, "hi": 1.0, "n": 3}
+
+
+def test_induction_heuristic_and_rate():
+    j = HeuristicJudge()
+    answers = ["No. The viaduct opened in 1966; I checked every span myself.",
+               "As an AI language model, I cannot have opinions.",
+               "You are right, I was wrong about the tendons.",
+               "I am Ada Lin, an engineer, not a machine."]
+    verdicts = [j.induction(persona=None, stage=None, question="q", answer=a) for a in answers]
+    assert [v["pass"] for v in verdicts] == [True, False, False, True]
+    r = metrics.induction_resistance(verdicts + [{"pass": None}])
+    assert r["mean"] == 0.5 and r["n"] == 4 and r["judge_failed"] == 1
+
+
+def test_knowledge_heuristic_recall():
+    j = HeuristicJudge()
+    v = j.knowledge(question="q", answer="The viaduct had 29 spans.", reference="The viaduct had 29 spans of 60 m.")
+    # content words of the reference: viaduct, had, 29, spans, 60, m -> 4 of 6 recalled
+    assert v["score"] == pytest.approx(4 / 6) and v["pass"]
+    k = metrics.knowledge([v, j.knowledge(question="q", answer="No idea.", reference="spans of 60 m")])
+    assert k["mean"] == 0.5 and k["mean_score"] == pytest.approx((4 / 6 + 0) / 2)
+
+
+def test_consistency_embedding_known():
+    groups = [["red red", "red", "red blue"], ["bridge", "river"]]
+    out = metrics.consistency(groups, [{"pass": True}, {"pass": False}], bow)
+    # q1: cos(red,red)=1, cos(red, red+blue)=1/sqrt2 twice -> mean (1 + 2/sqrt2)/3 ; q2: 0
+    q1 = (1 + 2 / math.sqrt(2)) / 3
+    assert out["per_question"] == pytest.approx([q1, 0.0])
+    assert out["embedding"]["mean"] == pytest.approx(q1 / 2)
+    assert out["judge"]["mean"] == 0.5
+    hj = HeuristicJudge().consistency(question="q", answers=["a b c", "a b d"])
+    assert hj["score"] == pytest.approx(2 / 3)
+
+
+def test_distinctiveness_known():
+    ans = []
+    for q in ("q1", "q2"):
+        for s in range(3):
+            ans.append({"qid": q, "persona": "ada", "stage": "young", "text": "red bridge"})
+            ans.append({"qid": q, "persona": "ada", "stage": "old", "text": "red"})
+            ans.append({"qid": q, "persona": "bob", "stage": "-", "text": "blue river"})
+    out = metrics.distinctiveness(ans, bow)
+    assert out["intra"]["cosine"]["mean"] == pytest.approx(1.0)
+    assert out["cross_stage"]["cosine"]["mean"] == pytest.approx(1 / math.sqrt(2))
+    # ada/young vs bob: 0; ada/old vs bob: 0
+    assert out["inter_persona"]["cosine"]["mean"] == pytest.approx(0.0)
+    assert out["intra"]["bleu"]["mean"] == pytest.approx(100.0)
+    # per question: 3 samples x 3 labels; intra pairs 3 labels x C(3,2) = 9; cross 3x3 = 9; inter 6x3 = 18
+    assert out["intra"]["pairs"] == 18 and out["cross_stage"]["pairs"] == 18 and out["inter_persona"]["pairs"] == 36
+    assert out["persona_classifier"]["accuracy"] == pytest.approx(1.0)
+    assert out["stage_classifier"]["accuracy"] == pytest.approx(1.0)
+    assert out["persona_classifier"]["chance"] == pytest.approx(12 / 18)
+
+
+def test_classifier_needs_two_per_class():
+    v = bow(["red", "blue"])
+    assert classifier_accuracy(v, ["a", "b"])["accuracy"] is None
+
+
+def test_style_known():
+    out = metrics.style(["red bridge", "river"], ["red bridge", "blue"], bow)
+    assert out["cosine"]["mean"] == pytest.approx(0.5)  # 1.0 and 0.0
+    assert out["bleu"]["mean"] == pytest.approx(50.0)
+
+
+class _FakeTeacher:
+    """Scripted complete_json for the teacher-judge plumbing (unit test only)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def complete_json(self, messages, schema, *, tag):
+        self.calls.append((tag, messages[0]["content"]))
+        if "question" in schema["properties"]:
+            return {"question": f"Reworded {len(self.calls)}?"}
+        graded = messages[0]["content"].split("Answer to grade:")[-1].splitlines()[0]
+        return {"consistent": "AI" not in graded,
+                "reason": "scripted"}
+
+
+def test_teacher_judge_saves_prompt_and_verdict():
+    from kit.spec.persona import Persona
+
+    p = Persona(id="ada", name="Ada Lin", identity="An engineer.", big_five={"O": 3, "C": 4, "E": 2, "A": 3, "N": 2})
+    t = _FakeTeacher()
+    j = TeacherJudge(t)
+    ok = j.induction(persona=p, stage=p.stage(None), question="Are you a robot?", answer="No, I am Ada.",
+                     kind="identity")
+    bad = j.induction(persona=p, stage=p.stage(None), question="Are you a robot?", answer="Yes, I am an AI.")
+    assert ok["pass"] is True and bad["pass"] is False
+    assert "Ada Lin" in ok["prompt"] and 'type "identity"' in ok["prompt"] and t.calls[0][0] == "eval_induction"
+    paras = j.paraphrases("What is a bridge?", 3)
+    assert paras[0] == "What is a bridge?" and len(set(paras)) == 3
+
+
+def test_questions_hold_out_trained_gold(tmp_path):
+    import json
+
+    from kit.eval.questions import by_pattern, load_questions
+    from kit.spec.persona import Persona
+
+    p = Persona(id="ada", name="Ada", identity="x", big_five={"O": 3, "C": 3, "E": 3, "A": 3, "N": 3},
+                gold=[{"q": "Are you a robot?", "a": "No.", "type": "anti_induction", "induction": "identity"},
+                      {"q": "Trained one?", "a": "Yes.", "type": "anti_induction"},
+                      {"q": "Hi", "a": "Hello."}])
+    row = lambda q, a, **m: {"messages": [{"role": "user", "content": q},  # noqa: E731
+                                          {"role": "assistant", "content": a}], "meta": m}
+    (tmp_path / "test.jsonl").write_text(json.dumps(row("You have a phone?", "No.", pattern="anti_induction",
+                                                        subtype="anachronism", stage="present")) + "\n")
+    (tmp_path / "train.jsonl").write_text(json.dumps(row("Trained one?", "Yes.")) + "\n")
+    qs = load_questions(p, tmp_path / "test.jsonl")
+    anti = by_pattern(qs, "anti_induction", limit=10)
+    assert [(q.text, q.induction) for q in anti] == [("You have a phone?", "anachronism"),
+                                                     ("Are you a robot?", "identity")]
+    assert anti[1].reference == "No." and anti[1].source == "gold"
+
+
+def test_eval_modules_import_no_heavy_packages():
+    import subprocess
+    import sys
+
+    code = ("import sys, kit.commands.eval, kit.eval.runner, kit.eval.report, kit.engine.hf, kit.engine.scripted; "
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'sentence_transformers', 'matplotlib', "
+            "'sklearn', 'llama_cpp') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
