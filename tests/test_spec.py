@@ -149,3 +149,12 @@ def test_bad_recipe(tmp_path, text, overrides, expected):
     with pytest.raises(KitError) as exc:
         load_recipe(path, overrides)
     assert expected in exc.value.one_line()
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "recipes").glob("*.yaml")))
+def test_shipped_recipes_validate(recipe):
+    lr = load_recipe(REPO / "recipes" / recipe)
+    assert lr.persona_path().is_dir()
+    load_persona(lr.persona_path())
+    for other in lr.spec.dpo.contrast_personas:
+        load_persona(lr.resolve_path(other))
