@@ -71,10 +71,14 @@ def run_pipeline(recipe: str, run_dir: str | None, overrides: list[str], *, star
     from kit.commands._common import open_run
 
     console = console or Console(stderr=True)
-    loaded, persona, run = open_run(recipe, run_dir, overrides)
     names = stage_names()
+    # flags are checked before the run directory is created, so a typo writes nothing
     if start is not None and start not in names:
         raise KitError(f"unknown stage '{start}'", where="--from", fix=f"use one of {names}")
+    for name in only or []:
+        if name not in names:
+            raise KitError(f"unknown stage '{name}'", where="--only", fix=f"use one of {names}")
+    loaded, persona, run = open_run(recipe, run_dir, overrides)
     summary_path = run.path / "pipeline.json"
     previous = {}
     if summary_path.exists():
