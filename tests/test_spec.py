@@ -140,7 +140,8 @@ def test_recipe_defaults_overrides_and_root(tmp_path):
 @pytest.mark.parametrize("text,overrides,expected", [
     (RECIPE.replace("trl", "tensorflow"), [], "train"),
     (RECIPE + "trian: {}\n", [], "trian (line 5): unknown key"),
-    (RECIPE, ["train.lora.rank=3"], "train.trl.lora.rank"),
+    (RECIPE, ["train.lora.rank=3"], "train.lora.rank (line 4): unknown key"),
+    (RECIPE.replace("model: tiny-llama-spm", "model: tiny-llama-spm, max_steps: -1"), [], "train.max_steps (line 4)"),
     (RECIPE, ["teacher"], "has no '='"),
     (RECIPE.replace("kind: scripted", "kind: gpt9"), [], "teacher"),
 ])

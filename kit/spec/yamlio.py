@@ -101,13 +101,35 @@ def validate(model: type[T], data: Any, *, path: Path, lines: dict[tuple, int] |
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise validation_error(exc, path=path, lines=lines or {}) from None
+        raise validation_error(exc, path=path, lines=lines or {}, data=data) from None
 
 
-def validation_error(exc, *, path: Path, lines: dict[tuple, int]) -> KitError:
+def _user_loc(loc: tuple, data: Any) -> tuple:
+    """pydantic's error path, less the parts the user never wrote.
+
+    A tagged union inserts its tag value (``train.trl.max_steps``) and validators add
+    ``function-...`` parts; keep only the keys and indexes that exist in the YAML data.
+    """
+    out, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            out.append(part)
+            node = node[part]
+        elif isinstance(part, str) and (part.startswith("function-") or
+                                        (isinstance(node, dict) and part in node.values())):
+            continue  # validator wrapper or union tag: not something the user wrote
+        else:
+            out.append(part)  # a missing or unknown key: name it
+            node = None
+    return tuple(out)
+
+
+def validation_error(exc, *, path: Path, lines: dict[tuple, int], data: Any = None) -> KitError:
     err = exc.errors()[0]
-    # Drop the tagged-union discriminator value pydantic inserts into the loc (e.g. 'trl').
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc = _user_loc(tuple(err["loc"]), data)
     line = None
     for n in range(len(loc), 0, -1):
         if loc[:n] in lines:
