@@ -251,7 +251,7 @@ def test_bad_inputs_exit_2_one_line(project):
 
 def test_kill_and_resume_equals_uninterrupted(project):
     recipe = make_recipe(project, patterns={"ordinary": 3, "opinion": 3, "anti_induction": 3, "trait": 0})
-    args = ["construct", str(recipe), "--set", "teacher.delay_s=0.02"]
+    args = ["construct", str(recipe), "--set", "teacher.delay_s=0.25"]
     ref = _cli(*args, "--run-dir", str(project / "ref"))
     assert ref.returncode == 0, ref.stderr
     rng = random.Random(7)
@@ -260,10 +260,23 @@ def test_kill_and_resume_equals_uninterrupted(project):
     for _ in range(25):  # until 10 runs were killed mid-way (a finished run exits by itself)
         if kills >= 10:
             break
+        started = time.time() - 0.01
         p = subprocess.Popen([sys.executable, "-m", "kit", *args, "--run-dir", str(run)], cwd=REPO,
                              env=dict(os.environ, OMP_NUM_THREADS="1"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.35, 0.9))
+        # Kill relative to when the stage is really working (its manifest says running),
+        # not to process start: interpreter start-up time swings with machine load.
+        manifest = run / "construct" / "manifest.json"
+        deadline = time.time() + 60
+        while p.poll() is None and time.time() < deadline:
+            try:
+                # this process's own begin() rewrote it (a killed run leaves "running" behind)
+                if manifest.stat().st_mtime >= started and '"running"' in manifest.read_text():
+                    break
+            except FileNotFoundError:
+                pass
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.05, 0.45))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             kills += 1
