@@ -195,3 +195,16 @@ def peak_rss_mb() -> float:
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return round(max(self_kb, child_kb) / 1024, 1)
+
+
+def replace_dir(tmp: Path, dest: Path) -> None:
+    """Move a finished temp folder (built beside ``dest``) into place, replacing an old one.
+
+    Builders write into a temp folder in the same parent and call this last, so a crash
+    leaves either the old folder or the new one, never a half-written one.
+    """
+    import shutil
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from kit.errors import KitError
+from kit.rundir import replace_dir
 
 FETCH_FIX = "run `python scripts/fetch_converter.py` (or scripts/install.sh), or set PERSKIT_CONVERTER_DIR"
 # Paths inside <sdist>/vendor/llama.cpp/ that the two converters need (checked by
@@ -114,9 +115,7 @@ def install_from_sdist(sdist: Path, dest: Path) -> Path:
                                fix="download the official sdist again") from None
         (tmp / MARKER).write_text(sdist.name + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the converter is shared, read-only data
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        replace_dir(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from kit.errors import KitError
+from kit.rundir import replace_dir
 
 EMBEDDED = {
     # alias: (python package, GGUF file inside it, extra to install)
@@ -116,9 +117,7 @@ def materialize(name: str, cache_dir: Path | None = None) -> Path:
                     raise KitError("GGUF file not found", where=str(gguf), fix="check the path")
                 _dequantize_gguf(gguf, tmp)
             (tmp / ".complete").write_text(name)
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
+            replace_dir(tmp, dest)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest
