@@ -56,6 +56,11 @@ def load_lora_model(base_dir: Path, cfg, adapter: Path | None = None):
     from mlx_lm import load
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
+    import mlx.core as mx
+
+    # LoRA A matrices are randomly initialised: seed mlx so a rerun (or a resume after a
+    # kill) trains the same adapter, as the trl backend does.
+    mx.random.seed(getattr(cfg, "seed", 0))
     model, _ = load(str(base_dir))
     model.freeze()
     if adapter is not None:
