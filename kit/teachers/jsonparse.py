@@ -18,29 +18,53 @@ class JSONExtractError(ValueError):
     """The text holds no JSON object we can recover."""
 
 
+def _scan(body: str):
+    """Walk JSON text yielding (index, char) for every character outside string literals.
+
+    One place knows string/escape rules; both the balanced-object finder and the
+    truncation repair use it. Ends with the final (in_string, escape_pending) state.
+    """
+    in_str, esc = False, False
+    for i, c in enumerate(body):
+        if in_str:
+            if esc:
+                esc = False
+            elif c == "\\":
+                esc = True
+            elif c == '"':
+                in_str = False
+            continue
+        if c == '"':
+            in_str = True
+            continue
+        yield i, c
+    return in_str, esc
+
+
+def _scan_state(body: str) -> tuple[list[tuple[int, str]], bool, bool]:
+    gen = _scan(body)
+    out = []
+    while True:
+        try:
+            out.append(next(gen))
+        except StopIteration as stop:
+            in_str, esc = stop.value
+            return out, in_str, esc
+
+
 def _balanced_object(text: str) -> str | None:
     start = text.find("{")
-    while start != -1:
-        depth, in_str, esc = 0, False, False
-        for i in range(start, len(text)):
-            c = text[i]
-            if in_str:
-                if esc:
-                    esc = False
-                elif c == "\\":
-                    esc = True
-                elif c == '"':
-                    in_str = False
-            elif c == '"':
-                in_str = True
-            elif c in "{[":
-                depth += 1
-            elif c in "}]":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i + 1]
-        return None  # the first object never closes: leave it to _close_truncated
-    return None
+    if start == -1:
+        return None
+    depth = 0
+    for i, c in _scan(text[start:]):
+        if c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+            if depth == 0:
+                return text[start:start + i + 1]
+    return None  # the first object never closes: leave it to _close_truncated
 
 
 def _close_truncated(text: str) -> str | None:
@@ -49,18 +73,10 @@ def _close_truncated(text: str) -> str | None:
     if start == -1:
         return None
     body = text[start:]
-    stack, in_str, esc = [], False, False
-    for c in body:
-        if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c in "{[":
+    stack = []
+    chars, in_str, esc = _scan_state(body)
+    for _, c in chars:
+        if c in "{[":
             stack.append("}" if c == "{" else "]")
         elif c in "}]" and stack:
             stack.pop()
