@@ -92,34 +92,31 @@ def _close_truncated(text: str) -> str | None:
     return body + "".join(reversed(stack))
 
 
+def _as_dict(text: str | None) -> dict | None:
+    """``text`` parsed as a JSON object, or None when it is not one."""
+    if not text:
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def extract_json(text: str) -> tuple[dict, bool]:
     """Return (object, repaired). Raises JSONExtractError when nothing usable is found."""
     text = (text or "").strip()
     candidates = [text]
     candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
     for cand in candidates:
-        try:
-            obj = json.loads(cand)
-            if isinstance(obj, dict):
-                return obj, False
-        except json.JSONDecodeError:
-            pass
-        bal = _balanced_object(cand)
-        if bal:
-            try:
-                obj = json.loads(bal)
-                if isinstance(obj, dict):
-                    return obj, False
-            except json.JSONDecodeError:
-                pass
-    closed = _close_truncated(text)
-    if closed:
-        try:
-            obj = json.loads(closed)
-            if isinstance(obj, dict) and obj:
-                return obj, True
-        except json.JSONDecodeError:
-            pass
+        obj = _as_dict(cand)
+        if obj is None:
+            obj = _as_dict(_balanced_object(cand))
+        if obj is not None:
+            return obj, False
+    obj = _as_dict(_close_truncated(text))
+    if obj:  # an empty repaired object carries nothing the caller asked for
+        return obj, True
     raise JSONExtractError(f"no JSON object in reply: {text[:80]!r}")
 
 
