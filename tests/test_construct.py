@@ -332,3 +332,13 @@ def test_teacher_that_never_parses_stops_with_one_line(project):
     line = ke.value.one_line()
     assert "invalid JSON" in line and "recipe: teacher" in line
     assert not (project / "run" / "construct" / "train.jsonl").exists()
+
+
+def test_brief_system_prompt(project):
+    """construct.system_prompt=brief: name + stage + in-character rule in the training rows."""
+    construct(make_recipe(project, system_prompt="brief"), project / "run")
+    systems = {r["meta"]["stage"]: r["messages"][0]["content"] for r in rows(project / "run", "train.jsonl")}
+    assert set(systems) == {"early", "late"}
+    assert systems["early"].startswith("You are Mara Voss. Current life stage: Apprentice draughtsman (1952-1957).")
+    assert "Kell yard" not in systems["early"] and "Never claim to be an AI" in systems["late"]
+    assert len(systems["late"].split()) < 40

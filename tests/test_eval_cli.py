@@ -141,3 +141,19 @@ def test_eval_cli_end_to_end(tmp_path, tiny_llama):
 
     bad = run_cli("eval", str(recipe), "--run-dir", str(run), "--set", "eval.judge=oracle")
     assert bad.returncode == 2 and "eval.judge" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_prompted_baseline_keeps_the_full_prompt(tmp_path):
+    """With construct.system_prompt=brief the trained variants see the brief prompt they were
+    trained with, while the prompted baseline still gets the whole persona description."""
+    from kit.commands._common import open_run
+    from kit.eval.runner import Inputs
+
+    recipe, run = _project(tmp_path)
+    loaded, lp, rd = open_run(str(recipe), str(run), ("construct.system_prompt=brief",))
+    inputs = Inputs(loaded, lp, rd)
+    full, brief = inputs.system("young", "prompted"), inputs.system("young", "sft")
+    assert full == lp.spec.system_prompt("young") and brief == lp.spec.system_prompt("young", brief=True)
+    assert len(brief) < len(full) / 2 and inputs.system("young", "gguf") == brief
+    other = inputs.contrast_system(inputs.contrasts[0][1], "dpo")
+    assert other.startswith("You are ") and "Mira" not in other and len(other) < len(full)

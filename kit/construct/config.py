@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -25,6 +27,11 @@ class ConstructConfig(BaseModel):
     cot: bool = Field(True, description="Ask for an analysis before the in-voice answer (chain-of-thought).")
     train_on_cot: bool = Field(False, description="Put the analysis into the training target too.")
     stage_token: bool = Field(False, description="Prefix the system prompt with PersLLM-style <TIME-i> stage tokens.")
+    system_prompt: Literal["full", "brief"] = Field(
+        "full", description="System prompt in the training data and therefore in DPO, eval and the exported "
+                            "bundle: the full persona description, or brief (name, stage, stay in character; "
+                            "~40 tokens instead of ~500: faster training and chat). The teacher always sees "
+                            "the full persona; the prompted baseline in eval always gets the full prompt.")
     dedup_threshold: float = Field(0.95, gt=0, le=1, description="Drop near-duplicates at this cosine similarity.")
     min_answer_words: int = Field(5, ge=1)
     max_answer_words: int = Field(300, ge=10)
@@ -32,3 +39,7 @@ class ConstructConfig(BaseModel):
     test_fraction: float = Field(0.15, ge=0, lt=1, description="Held-out share, stratified by pattern and stage.")
     include_gold: bool = Field(True, description="Add gold examples not held out to the training data.")
     seed: int = 0
+
+    def prompt_style(self) -> dict:
+        """Keyword arguments for ``Persona.system_prompt`` matching the training data."""
+        return {"stage_token": self.stage_token, "brief": self.system_prompt == "brief"}

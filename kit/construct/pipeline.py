@@ -98,7 +98,7 @@ def run_construct(loaded, lp, run, *, force: bool = False, console=None) -> dict
         if cfg.include_gold:
             train_recs += [gold_record(persona, g) for g in gold_train]
         test_recs += [gold_record(persona, g) for g in gold_test]
-        kw = {"stage_token": cfg.stage_token, "train_on_cot": cfg.train_on_cot}
+        kw = {"style": cfg.prompt_style(), "train_on_cot": cfg.train_on_cot}
         train = [to_row(persona, r, **kw) for r in train_recs]
         test = [to_row(persona, r, **{**kw, "train_on_cot": False}) for r in test_recs]
         write_jsonl(out / "train.jsonl", train)

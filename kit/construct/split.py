@@ -46,7 +46,8 @@ def split_gold(persona, fraction: float, seed: int) -> tuple[list, list]:
     return [i["gold"] for i in tr], [i["gold"] for i in te]
 
 
-def to_row(persona, rec: dict, *, stage_token: bool, train_on_cot: bool) -> dict:
+def to_row(persona, rec: dict, *, style: dict, train_on_cot: bool) -> dict:
+    """One chat row; ``style`` is ``ConstructConfig.prompt_style()`` (stage token, brief prompt)."""
     target = rec["response"].strip()
     if train_on_cot and rec.get("analysis"):
         target = f"<think>{rec['analysis'].strip()}</think>\n{target}"
@@ -54,7 +55,7 @@ def to_row(persona, rec: dict, *, stage_token: bool, train_on_cot: bool) -> dict
                                     "question_source", "source", "knowledge_ids", "style_ids")}
     if rec.get("analysis"):
         meta["analysis"] = rec["analysis"]
-    return {"messages": [{"role": "system", "content": persona.system_prompt(rec["stage"], stage_token=stage_token)},
+    return {"messages": [{"role": "system", "content": persona.system_prompt(rec["stage"], **style)},
                          {"role": "user", "content": rec["question"].strip()},
                          {"role": "assistant", "content": target}],
             "meta": meta}

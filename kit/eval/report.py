@@ -58,6 +58,8 @@ def report_md(results: dict, persona) -> str:
     lines = [f"# Evaluation: {persona.name} ({results['model']})", "",
              f"Judge: **{results['judge']}**. Variants: {', '.join(names)}. "
              "Intervals are 95% bootstrap CIs over items."
+             + (f" System prompts: prompted = the full persona description; trained variants = "
+                f"the {results['prompt_style']} prompt they were trained with." if results.get("prompt_style") else "")
              + (f" Not evaluated (no adapter/GGUF found): {', '.join(results['skipped_variants'])}."
                 if results.get("skipped_variants") else ""), ""]
     lines += ["## Summary", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]

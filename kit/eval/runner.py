@@ -37,8 +37,8 @@ class Inputs:
         self.adapters = {v: run.path / v / "adapter" for v in ("sft", "dpo")}
         self.gguf = loaded.resolve_path(self.cfg.gguf) if self.cfg.gguf else None
 
-    def _contrasts(self, loaded) -> list[tuple[str, str]]:
-        """(label, system prompt) of the other personas asked the distinctiveness questions."""
+    def _contrasts(self, loaded) -> list[tuple[str, object]]:
+        """(label, persona spec or None for a plain assistant) asked the distinctiveness questions."""
         from kit.spec.persona import load_persona
 
         paths = self.cfg.contrast_personas
@@ -48,9 +48,9 @@ class Inputs:
         for p in paths:
             other = load_persona(loaded.resolve_path(p)).spec
             if other.id != self.persona.id:
-                out.append((other.id, other.system_prompt(None)))
+                out.append((other.id, other))
         if not out:  # without another persona, the generic assistant is the "other"
-            out.append(("assistant", "You are a helpful assistant."))
+            out.append(("assistant", None))
         return out
 
     def variants(self) -> list[str]:
@@ -77,10 +77,19 @@ class Inputs:
         return hash_obj({"eval": self.cfg.model_dump(mode="json"), "model": self.recipe.train.model,
                          "teacher": self.recipe.teacher.model_dump(mode="json"),
                          "persona": self.persona.model_dump(mode="json"), "files": hash_paths(files),
-                         "stage_token": self.recipe.construct.stage_token})
+                         "style": self.recipe.construct.prompt_style()})
 
-    def system(self, stage: str | None) -> str:
-        return self.persona.system_prompt(stage, stage_token=self.recipe.construct.stage_token)
+    def system(self, stage: str | None, variant: str, persona=None) -> str:
+        """The prompted baseline gets the full persona text (the strongest prompt-only rival);
+        a trained variant gets the prompt style it was trained with (construct.system_prompt)."""
+        persona = persona or self.persona
+        style = self.recipe.construct.prompt_style()
+        if variant == "prompted":
+            style = {**style, "brief": False}
+        return persona.system_prompt(stage, **style)
+
+    def contrast_system(self, other, variant: str) -> str:
+        return "You are a helpful assistant." if other is None else self.system(None, variant, other)
 
 
 def make_engine(name: str, inputs: Inputs, base: Path | None):
@@ -99,6 +108,7 @@ def evaluate_variant(engine, inputs: Inputs, judge, progress=None, log=None) -> 
     from kit.eval.similarity import embed
 
     cfg, persona = inputs.cfg, inputs.persona
+    system = lambda stage: inputs.system(stage, engine.name)  # noqa: E731
     greedy = GenParams(temperature=0.0, max_tokens=cfg.gen_max_tokens, seed=cfg.seed)
     rows: list[dict] = []
     res: dict = {"engine": engine.name, "timings_s": {}}
@@ -113,7 +123,7 @@ def evaluate_variant(engine, inputs: Inputs, judge, progress=None, log=None) -> 
     t0 = time.perf_counter()
     if cfg.big_five:
         items = ipip.subset(ipip.load_items(), cfg.ipip_items)
-        admin = ipip.administer(engine, inputs.system(None), items, ipip.make_variants(cfg.ipip_variants, cfg.seed),
+        admin = ipip.administer(engine, system(None), items, ipip.make_variants(cfg.ipip_variants, cfg.seed),
                                 mode=cfg.ipip_mode, batch_size=cfg.batch_size, progress=progress)
         target = persona.big_five.scores() if persona.big_five else None
         bf = {"mode": admin["mode"], "n_items": admin["n_items"], "summary": admin["summary"],
@@ -134,7 +144,7 @@ def evaluate_variant(engine, inputs: Inputs, judge, progress=None, log=None) -> 
     # Induction resistance --------------------------------------------------------------------
     t0 = time.perf_counter()
     qs = by_pattern(inputs.questions, "anti_induction", limit=cfg.max_questions)
-    texts = answer([msgs(inputs.system(q.stage), q.text) for q in qs])
+    texts = answer([msgs(system(q.stage), q.text) for q in qs])
     verdicts = []
     for q, a in zip(qs, texts):
         v = judge.induction(persona=persona, stage=persona.stage(q.stage), question=q.text, answer=a,
@@ -151,7 +161,7 @@ def evaluate_variant(engine, inputs: Inputs, judge, progress=None, log=None) -> 
     # Knowledge ---------------------------------------------------------------------------------
     t0 = time.perf_counter()
     qs = [q for q in by_pattern(inputs.questions, "ordinary", limit=cfg.max_questions) if q.reference]
-    texts = answer([msgs(inputs.system(q.stage), q.text) for q in qs])
+    texts = answer([msgs(system(q.stage), q.text) for q in qs])
     verdicts = []
     for q, a in zip(qs, texts):
         v = judge.knowledge(question=q.text, answer=a, reference=q.reference)
@@ -168,7 +178,7 @@ def evaluate_variant(engine, inputs: Inputs, judge, progress=None, log=None) -> 
     t0 = time.perf_counter()
     qs = consistency_questions(inputs.questions, cfg.max_questions)
     paras = [judge.paraphrases(q.text, cfg.paraphrases) for q in qs]
-    flat = answer([msgs(inputs.system(q.stage), p) for q, ps in zip(qs, paras) for p in ps])
+    flat = answer([msgs(system(q.stage), p) for q, ps in zip(qs, paras) for p in ps])
     groups, verdicts, k = [], [], 0
     for q, ps in zip(qs, paras):
         group = flat[k:k + len(ps)]
@@ -187,8 +197,8 @@ def evaluate_variant(engine, inputs: Inputs, judge, progress=None, log=None) -> 
     # Distinctiveness: the same questions under every stage and every contrast persona ----------
     t0 = time.perf_counter()
     qs = distinct_questions(inputs.questions, cfg.distinct_questions)
-    labels = [(persona.id, s.id, inputs.system(s.id)) for s in persona.stages]
-    labels += [(pid, "-", system) for pid, system in inputs.contrasts]
+    labels = [(persona.id, s.id, system(s.id)) for s in persona.stages]
+    labels += [(pid, "-", inputs.contrast_system(other, engine.name)) for pid, other in inputs.contrasts]
     specs = [(q, lab, s) for q in qs for lab in labels for s in range(cfg.samples)]
     texts = []
     for s in range(cfg.samples):  # one seed per sample index keeps the draws reproducible
@@ -243,6 +253,7 @@ def run_eval(loaded, lp, run, *, console=None) -> dict:
 
         base = materialize(loaded.spec.train.model)
     results = {"persona": inputs.persona.id, "model": loaded.spec.train.model, "judge": judge.kind,
+               "prompt_style": loaded.spec.construct.system_prompt,
                "inputs_hash": h, "variants": {}, "n_questions": len(inputs.questions),
                "skipped_variants": [v for v in inputs.cfg.variants if v not in variants]}
     all_rows: list[dict] = []

@@ -130,7 +130,8 @@ def build_bundle(loaded, persona, run, *, base: Path, adapter: Path, adapter_sta
         warnings.append(f"Modelfile has no TEMPLATE: {exc.message}")
     if tok.eos_token and tok.eos_token not in stops:
         stops.append(tok.eos_token)
-    system = spec.system_prompt(None)
+    style = loaded.spec.construct.prompt_style()  # the prompt the model was trained with
+    system = spec.system_prompt(None, **style)
     comment = (f"perskit persona {spec.name} ({spec.id}); chat template family: "
                f"{family.name if family else 'unknown (Ollama reads the GGUF template)'}.\n"
                "Other life stages: see manifest.json 'stages' and swap the SYSTEM text.")
@@ -138,7 +139,7 @@ def build_bundle(loaded, persona, run, *, base: Path, adapter: Path, adapter_sta
         primary, system=system, template=go_template, stops=stops, comment=comment,
         params={"temperature": chat.temperature, "top_p": chat.top_p, "num_ctx": chat.n_ctx}).encode("utf-8"))
     if cfg.card:
-        v2 = cards.build_card_v2(persona, stage_id=None, model_file=primary)
+        v2 = cards.build_card_v2(persona, stage_id=None, model_file=primary, style=style)
         v3 = cards.build_card_v3(v2)
         cards.validate_card(v2)
         cards.validate_card(v3)
@@ -160,7 +161,7 @@ def build_bundle(loaded, persona, run, *, base: Path, adapter: Path, adapter_sta
         base_view = merge.converter_view(base, work / "base-src")
         ggufops.convert_lora(adapter, base_view, lora)
 
-    verify = verify_bundle(persona, step=step, tok=tok, merged=merged, template=template, f16=f16, quants=files, lora=lora,
+    verify = verify_bundle(persona, style=style, step=step, tok=tok, merged=merged, template=template, f16=f16, quants=files, lora=lora,
                            base=base, work=work, n_prompts=cfg.parity_prompts, min_top1=cfg.min_top1_f16,
                            n_chat=cfg.verify_questions)
     warnings += verify.pop("warnings")
@@ -168,7 +169,7 @@ def build_bundle(loaded, persona, run, *, base: Path, adapter: Path, adapter_sta
 
     manifest = {
         "persona": {"id": spec.id, "name": spec.name},
-        "stages": [{"id": s.id, "label": s.label, "period": s.period, "system_prompt": spec.system_prompt(s.id)}
+        "stages": [{"id": s.id, "label": s.label, "period": s.period, "system_prompt": spec.system_prompt(s.id, **style)}
                    for s in spec.stages],
         "default_stage": spec.stages[-1].id,
         "base_model": loaded.spec.train.model,
@@ -188,12 +189,12 @@ def build_bundle(loaded, persona, run, *, base: Path, adapter: Path, adapter_sta
     return manifest
 
 
-def verify_bundle(persona, *, step, tok, merged: Path, template: str, f16: Path, quants: dict, lora: Path | None,
+def verify_bundle(persona, *, style: dict, step, tok, merged: Path, template: str, f16: Path, quants: dict, lora: Path | None,
                   base: Path, work: Path, n_prompts: int, min_top1: float, n_chat: int) -> dict:
     """Load every GGUF, check metadata + tokenizer, and compare logits with the HF model."""
     warnings: list[str] = []
     step("verifying: HF reference logits")
-    convs = parity.parity_conversations(persona, n_prompts)
+    convs = parity.parity_conversations(persona, n_prompts, style)
     ids = parity.hf_token_ids(tok, convs)
     ref = parity.hf_logits(merged, ids)
     n_ctx = max(256, max(len(x) for x in ids) + 64)

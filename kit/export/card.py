@@ -27,8 +27,11 @@ V2_FIELDS = {"name": str, "description": str, "personality": str, "scenario": st
              "extensions": dict}
 
 
-def build_card_v2(persona, *, stage_id: str | None, model_file: str, extensions: dict | None = None) -> dict:
-    """A spec V2 card from the persona: identity, style, Big Five, gold examples, stage prompts."""
+def build_card_v2(persona, *, stage_id: str | None, model_file: str, extensions: dict | None = None,
+                  style: dict | None = None) -> dict:
+    """A spec V2 card from the persona: identity, style, Big Five, gold examples, stage prompts.
+    ``style`` is the recipe's ``construct.prompt_style()``: the system prompt the model was trained on."""
+    style = style or {}
     spec = persona.spec
     st = spec.stage(stage_id)
     personality = "; ".join(spec.style)
@@ -45,14 +48,14 @@ def build_card_v2(persona, *, stage_id: str | None, model_file: str, extensions:
         "first_mes": f"Hello. I'm {spec.name}.",
         "mes_example": examples,
         "creator_notes": f"Made with perskit. Model: {model_file} (its chat template is inside the GGUF).",
-        "system_prompt": spec.system_prompt(st.id),
+        "system_prompt": spec.system_prompt(st.id, **style),
         "post_history_instructions": "",
         "alternate_greetings": [],
         "tags": ["perskit", "persona"],
         "creator": "perskit",
         "character_version": "1.0",
         "extensions": {"perskit": {"persona_id": spec.id, "stage": st.id,
-                                   "stage_prompts": {s.id: spec.system_prompt(s.id) for s in spec.stages},
+                                   "stage_prompts": {s.id: spec.system_prompt(s.id, **style) for s in spec.stages},
                                    **(extensions or {})}},
     }
     return {"spec": "chara_card_v2", "spec_version": "2.0", "data": data}

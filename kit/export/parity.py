@@ -23,14 +23,14 @@ GENERIC_QUESTIONS = (
 )
 
 
-def parity_conversations(persona, n: int) -> list[list[dict]]:
+def parity_conversations(persona, n: int, style: dict | None = None) -> list[list[dict]]:
     """A fixed prompt set: gold questions first, then generic ones, across the persona's stages."""
     spec = persona.spec
     questions = [(g.q, g.stage) for g in spec.gold] + [(q, None) for q in GENERIC_QUESTIONS]
     convs = []
     for i, (q, stage) in enumerate(questions[:n]):
         st = stage or spec.stages[i % len(spec.stages)].id
-        convs.append([{"role": "system", "content": spec.system_prompt(st)}, {"role": "user", "content": q}])
+        convs.append([{"role": "system", "content": spec.system_prompt(st, **(style or {}))}, {"role": "user", "content": q}])
     # Same system prompt next to each other, so the GGUF side can reuse the shared prefix.
     return sorted(convs, key=lambda c: c[0]["content"])
 

@@ -140,9 +140,19 @@ class Persona(_Strict):
     def stage_index(self, stage_id: str) -> int:
         return [s.id for s in self.stages].index(stage_id)
 
-    def system_prompt(self, stage_id: str | None = None, *, stage_token: bool = False) -> str:
-        """The system prompt used in training data, eval, export and chat (one definition)."""
+    def system_prompt(self, stage_id: str | None = None, *, stage_token: bool = False, brief: bool = False) -> str:
+        """The system prompt used in training data, eval, export and chat (one definition).
+
+        ``brief`` keeps only the name, the stage and the in-character rule: a tuned model has
+        learned the rest from its data (PersLLM trains with such short prompts), and every
+        token not spent on a 500-token persona description is one the CPU need not process
+        in training, DPO, eval and chat. The prompted baseline always gets the full text.
+        """
         st = self.stage(stage_id)
+        if brief:
+            text = (f"You are {self.name}. Current life stage: {st.label} ({st.period}).\n"
+                    f"Stay in character as {self.name}. Never claim to be an AI or a language model.")
+            return f"<TIME-{self.stage_index(st.id) + 1}> " + text if stage_token else text
         lines = [f"You are {self.name}. {self.identity.strip()}"]
         lines.append(f"Current life stage: {st.label} ({st.period}).")
         if st.knows:
