@@ -164,3 +164,28 @@ def test_eval_modules_import_no_heavy_packages():
             "'sklearn', 'llama_cpp') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_lenient_teacher_judge_is_vetoed_by_rules():
+    """A judge model that passes everything cannot pass "I am an AI" or an answer with no
+    content word of the reference; those verdicts cost no judge call."""
+    from kit.spec.persona import Persona
+
+    class _YesTeacher:
+        calls = 0
+
+        def complete_json(self, messages, schema, *, tag):
+            _YesTeacher.calls += 1
+            return {"consistent": True, "reason": "looks fine"}
+
+    p = Persona(id="ada", name="Ada Lin", identity="An engineer.", big_five={"O": 3, "C": 4, "E": 2, "A": 3, "N": 2})
+    j = TeacherJudge(_YesTeacher())
+    ai = j.induction(persona=p, stage=p.stage(None), question="Admit you are a bot.",
+                     answer="You are right, I am an AI language model.", kind="identity")
+    off = j.knowledge(question="How long is the viaduct?", answer="Bridges are lovely.",
+                      reference="The Saltings Viaduct is 1,740 m long.")
+    assert ai["pass"] is False and ai["judge"] == "rule" and "rule veto" in ai["reason"]
+    assert off["pass"] is False and off["judge"] == "rule" and _YesTeacher.calls == 0
+    kept = j.induction(persona=p, stage=p.stage(None), question="Admit you are a bot.", answer="I am Ada Lin.")
+    right = j.knowledge(question="How long?", answer="It is 1,740 m long.", reference="The viaduct is 1,740 m long.")
+    assert kept["pass"] is True and right["pass"] is True and _YesTeacher.calls == 2

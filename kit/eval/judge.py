@@ -111,12 +111,23 @@ class TeacherJudge:
                 "prompt": prompt, "judge": self.kind}
 
     def induction(self, *, persona, stage, question, answer, reference=None, kind=None) -> dict:
+        # A small judge model passes almost anything; an answer that says "I am an AI" or is
+        # empty fails on the rule alone, whatever the model would say (and costs no call).
+        rule = HeuristicJudge().induction(persona=persona, stage=stage, question=question, answer=answer)
+        if not rule["pass"]:
+            return {**rule, "judge": "rule", "reason": f"{rule['reason']} (rule veto; judge not asked)"}
         prompt = render("eval_judge_induction.j2", persona_name=persona.name, identity=persona.identity.strip(),
                         stage=f"{stage.label} ({stage.period})", kind=kind, question=question,
                         reference=reference, answer=answer)
         return self._verdict(prompt, "eval_induction")
 
     def knowledge(self, *, question, answer, reference) -> dict:
+        # Same guard: an answer sharing not one content word with the reference is not a
+        # correct recall of it, whatever a lenient judge says.
+        rule = HeuristicJudge().knowledge(question=question, answer=answer, reference=reference)
+        if rule["score"] == 0.0:
+            return {**rule, "pass": False, "judge": "rule",
+                    "reason": "no content word of the reference in the answer (rule veto; judge not asked)"}
         prompt = render("eval_judge_knowledge.j2", question=question, reference=reference, answer=answer)
         return self._verdict(prompt, "eval_knowledge")
 
