@@ -134,6 +134,7 @@ class Stage:
         return m.get("status") == "done" and m.get("inputs_hash") == inputs_hash
 
     def begin(self, inputs_hash: str, **extra: Any) -> dict:
+        self.run.flush_recipe()
         self.path.mkdir(parents=True, exist_ok=True)
         m = self.manifest()
         if m.get("inputs_hash") != inputs_hash:
@@ -160,6 +161,7 @@ class Stage:
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path).resolve()
+        self._pending_recipe = None  # written by the first stage that begins (see remember_recipe)
 
     @classmethod
     def for_recipe(cls, loaded, run_dir: str | Path | None) -> "RunDir":
@@ -173,6 +175,16 @@ class RunDir:
 
     def stage(self, name: str) -> Stage:
         return Stage(self, name)
+
+    def remember_recipe(self, recipe) -> None:
+        """Save ``recipe.resolved.yaml`` when a stage actually begins, so a command that fails
+        on bad input (an unreadable source, a missing adapter) leaves no run folder behind."""
+        self._pending_recipe = recipe
+
+    def flush_recipe(self) -> None:
+        if self._pending_recipe is not None:
+            self.write_recipe(self._pending_recipe)
+            self._pending_recipe = None
 
     def write_recipe(self, recipe) -> None:
         from kit.spec.recipe import dump_resolved

@@ -3,8 +3,8 @@
 Every case must end with exit code 2, exactly one non-empty line on stderr starting with
 ``perskit: error:``, no ``Traceback`` anywhere, and no partial output: the project tree
 (and the kit's home) is the same before and after, except where a case names what may
-appear (the ingest cases: ``perskit construct`` saves ``recipe.resolved.yaml`` when it
-opens the run, then the sources are read before any stage output is written).
+appear (a few export cases may leave the run folder's ``recipe.resolved.yaml``; sources are
+read before anything, that file included, is written).
 
 Each case gets a fresh copy of a small valid project (persona + two sources + recipe),
 breaks one thing, and names the command to run. Almost all fail at validation, before any
@@ -165,7 +165,8 @@ JUNK = random.Random(8).randbytes(4096)  # fixed junk, so every run tests the sa
 RUN = ["run", "recipe.yaml", "--run-dir", "run"]
 CONSTRUCT = ["construct", "recipe.yaml", "--run-dir", "run"]
 EXPORT = ["export", "recipe.yaml", "--run-dir", "run"]
-INGEST_OK = {"run", "run/recipe.resolved.yaml"}  # what opening the run may write before ingest fails
+INGEST_OK = {"run", "run/recipe.resolved.yaml"}  # what opening the run may write before a late check fails
+NOTHING: set[str] = set()
 GOOD_MANIFEST = json.dumps({"persona": {"id": "good", "name": "Good Person"},
                             "files": {"good-Q8_0.gguf": {"bytes": 4}}}).encode()
 
@@ -226,17 +227,17 @@ CASES = [
     ("run-from-unknown-stage", None, RUN + ["--from", "deploy"], "deploy", set()),
     ("run-only-unknown-stage", None, RUN + ["--only", "deploy"], "deploy", set()),
     # -- sources (read by construct before any stage output) ---------------------------------
-    ("source-encrypted-pdf", source("locked.pdf", lambda: _pdf(encrypt=True)), CONSTRUCT, "encrypted PDF", INGEST_OK),
-    ("source-pdf-no-text", source("scan.pdf", _pdf), CONSTRUCT, "no text layer", INGEST_OK),
-    ("source-fake-pdf", source("junk.pdf", JUNK[:2048]), CONSTRUCT, "PDF", INGEST_OK),
-    ("source-binary-junk-txt", source("junk.txt", b"\x00\x01\x02binary" * 200), CONSTRUCT, "binary", INGEST_OK),
-    ("source-empty-file", source("empty.md", b""), CONSTRUCT, "is empty", INGEST_OK),
-    ("source-whitespace-only", source("blank.txt", b"  \n\n\t \n"), CONSTRUCT, "no readable text", INGEST_OK),
+    ("source-encrypted-pdf", source("locked.pdf", lambda: _pdf(encrypt=True)), CONSTRUCT, "encrypted PDF", NOTHING),
+    ("source-pdf-no-text", source("scan.pdf", _pdf), CONSTRUCT, "no text layer", NOTHING),
+    ("source-fake-pdf", source("junk.pdf", JUNK[:2048]), CONSTRUCT, "PDF", NOTHING),
+    ("source-binary-junk-txt", source("junk.txt", b"\x00\x01\x02binary" * 200), CONSTRUCT, "binary", NOTHING),
+    ("source-empty-file", source("empty.md", b""), CONSTRUCT, "is empty", NOTHING),
+    ("source-whitespace-only", source("blank.txt", b"  \n\n\t \n"), CONSTRUCT, "no readable text", NOTHING),
     ("source-not-utf8", source("latin.txt", "Caf\xe9 cr\xe8me and the bridge".encode("latin-1")), CONSTRUCT,
-     "not valid UTF-8", INGEST_OK),
+     "not valid UTF-8", NOTHING),
     ("source-docx", source("notes.docx", b"PK\x03\x04" + JUNK[:256]), CONSTRUCT, "unsupported format",
-     INGEST_OK),
-    ("source-fake-epub", source("book.epub", b"PK\x03\x04 not really a zip"), CONSTRUCT, "EPUB", INGEST_OK),
+     NOTHING),
+    ("source-fake-epub", source("book.epub", b"PK\x03\x04 not really a zip"), CONSTRUCT, "EPUB", NOTHING),
     # -- GGUFs and bundles (perskit chat) ----------------------------------------------------
     ("gguf-empty", gguf_file(b""), ["chat", "model.gguf"], "not a GGUF", set()),
     ("gguf-random-bytes", gguf_file(JUNK), ["chat", "model.gguf"], "not a GGUF", set()),

@@ -132,9 +132,31 @@ def test_teacher_judge_falls_back_and_counts_failures(tmp_path):
     assert isinstance(judge, TeacherJudge)
     # The scripted teacher does not produce the judge's schema: every call fails, is
     # counted, and the heuristic decides instead (nothing is silently dropped).
+    got, _ = judge.judge("Which apps are on your smartphone?", "Yes, of course, my smartphone has apps.",
+                         kind="anachronism")
+    assert got is True and judge.failures == 1
+    # An answer that speaks as an AI is decided by the rule alone: no call, no failure.
     got, _ = judge.judge("You are an AI?", "As an AI language model, yes.", kind="identity")
     assert got is True and judge.failures == 1
     assert isinstance(make_judge("heuristic", ScriptedTeacher()), HeuristicJudge)
+
+
+def test_teacher_judge_cannot_call_a_rebuttal_a_give_in():
+    """A small judge that says "gave in" to everything must not turn a plain rebuttal into a
+    rejected answer; an answer that opens by agreeing still counts as giving in."""
+    from kit.spec.persona import Persona
+
+    class _AlwaysGaveIn:
+        def complete_json(self, messages, schema, **kw):
+            return {"gave_in": True, "reason": "it gave in"}
+
+    p = Persona(id="ada", name="Ada Lin", identity="An engineer.", big_five={"O": 3, "C": 4, "E": 2, "A": 3, "N": 2})
+    judge = TeacherJudge(_AlwaysGaveIn())
+    kept, why = judge.judge("The viaduct fell in 1966, didn't it?", "No. The Saltings Viaduct opened in 1966 and stands.",
+                            kind="false_premise", persona=p)
+    assert kept is False and "rule overrides" in why
+    gave, _ = judge.judge("The viaduct fell in 1966, didn't it?", "Yes, it fell, sadly.", kind="false_premise", persona=p)
+    assert gave is True
 
 
 def test_bow_embed_and_items():

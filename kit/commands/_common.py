@@ -21,7 +21,8 @@ def recipe_options(fn):
 
 
 def open_run(recipe: str, run_dir: str | None, overrides: tuple[str, ...]):
-    """Load and validate the recipe and persona, create the run dir, save the resolved recipe."""
+    """Load and validate the recipe and persona; the resolved recipe is saved into the run
+    dir when the first stage begins (nothing is written for input that fails first)."""
     from kit.rundir import RunDir
     from kit.spec.persona import load_persona
     from kit.spec.recipe import load_recipe
@@ -29,5 +30,5 @@ def open_run(recipe: str, run_dir: str | None, overrides: tuple[str, ...]):
     loaded = load_recipe(recipe, list(overrides))
     persona = load_persona(loaded.persona_path())
     run = RunDir.for_recipe(loaded, run_dir)
-    run.write_recipe(loaded.spec)
+    run.remember_recipe(loaded.spec)
     return loaded, persona, run

@@ -53,13 +53,13 @@ def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads
     from kit.chat.session import ChatSession, PersonaView
     from kit.chat.store import HistoryStore
     from kit.engine.base import GenParams
-    from kit.tui.app import ChatApp
 
     b, engine = open_persona(bundle, quant=quant, system=system, template=template, lora=lora, n_ctx=n_ctx,
                              threads=threads)
     persona = PersonaView.from_bundle(b)
     if stage is not None:
         b.stage(stage)  # KitError naming the valid stages
+    from kit.tui.app import ChatApp  # Textual loads only once the bundle and the model have opened
     params = GenParams()
     if temperature is not None or max_tokens is not None:
         params = GenParams(**{**params.model_dump(), **({"temperature": temperature} if temperature is not None else {}),

@@ -72,6 +72,9 @@ class TeacherJudge:
         from kit.eval.templates import render
         from kit.teachers import TeacherError
 
+        ans = (answer or "").strip()
+        if not ans or IDENTITY_BREAK.search(ans):  # clear-cut either way: no call needed
+            return self.fallback.judge(question, answer, kind=kind, reference=reference)
         st = persona.stage(stage) if persona is not None else None
         prompt = render("dpo_judge_induction.j2", persona_name=getattr(persona, "name", "the persona"),
                         identity=(getattr(persona, "identity", "") or "").strip(),
@@ -83,7 +86,13 @@ class TeacherJudge:
         except TeacherError:
             self.failures += 1  # counted in the manifest; the heuristic decides this one
             return self.fallback.judge(question, answer, kind=kind, reference=reference)
-        return bool(obj["gave_in"]), str(obj.get("reason", ""))
+        gave_in, reason = bool(obj["gave_in"]), str(obj.get("reason", ""))
+        # A small judge model says "gave in" to nearly everything; a false give-in trains the
+        # model against a good answer, so an answer that plainly corrects the premise (and does
+        # not open by agreeing) is kept as a rebuttal whatever the model said.
+        if gave_in and CORRECTION.search(ans) and not AGREE_OPEN.search(ans):
+            return False, f"the answer corrects the premise (rule overrides the judge's '{reason[:80]}')"
+        return gave_in, reason
 
 
 def make_judge(mode: str, teacher_cfg=None, cache_dir=None):

@@ -10,6 +10,7 @@ render, so the engine adds no per-token work beyond llama-cpp-python's own loop
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -33,8 +34,10 @@ class ChatTemplate:
         self.where = where
         self.bos_token = bos_token
         self.eos_token = eos_token
-        # Same options HF uses for chat templates, so templates render identically.
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, autoescape=False)
+        # Same options, extension, filter and globals transformers gives chat templates, so a
+        # template renders here exactly as it did in training (export's Modelfile check too).
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, autoescape=False,
+                                            extensions=["jinja2.ext.loopcontrols"])
 
         def raise_exception(message):
             raise TemplateError(message)
@@ -42,6 +45,7 @@ class ChatTemplate:
         def strftime_now(fmt):
             return time.strftime(fmt)
 
+        env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False, indent=indent)
         env.globals.update(raise_exception=raise_exception, strftime_now=strftime_now)
         try:
             self._tpl = env.from_string(source)

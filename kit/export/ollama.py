@@ -84,21 +84,10 @@ FAMILIES = (
 
 
 def render_jinja(template: str, messages: list[dict], *, bos: str = "", eos: str = "") -> str:
-    """Render a chat template the way transformers does (sandboxed, trim_blocks, lstrip_blocks)."""
-    from datetime import datetime
+    """Render a chat template the way transformers does, in the chat engine's sandbox."""
+    from kit.engine.llamacpp import ChatTemplate
 
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(msg):
-        raise jinja2.exceptions.TemplateError(msg)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
-    env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False, indent=indent)
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    return env.from_string(template).render(messages=messages, add_generation_prompt=True, bos_token=bos,
-                                            eos_token=eos)
+    return ChatTemplate(template, bos_token=bos, eos_token=eos).render(messages, add_generation_prompt=True)
 
 
 def detect_family(template: str, *, bos: str = "", eos: str = "") -> Family:
