@@ -200,7 +200,10 @@ def test_find_adapter_prefers_dpo_and_rejects_empty(tmp_path):
     mlx.mkdir()
     (mlx / "adapter_config.json").write_text("{}")
     (mlx / "adapters.safetensors").write_bytes(b"")
-    with pytest.raises(KitError, match="mlx-format adapter"):
+    with pytest.raises(KitError, match="not an mlx-lm LoRA adapter config"):  # converted, not guessed at
+        merge.merge_adapter(tmp_path, mlx, tmp_path / "out")
+    (mlx / "adapter_config.json").write_text('{"fine_tune_type": "dora", "lora_parameters": {"rank": 4, "scale": 2}}')
+    with pytest.raises(KitError, match="cannot be exported as a LoRA"):
         merge.merge_adapter(tmp_path, mlx, tmp_path / "out")
 
 

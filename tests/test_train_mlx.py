@@ -87,3 +87,27 @@ def test_dpo_loss_matches_formula():
     assert float(loss) == pytest.approx(want, rel=1e-5)
     # Equal policy and reference: every pair is a coin flip, loss = log 2.
     assert float(dpo_from_logps(ref, ref, beta)) == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_raw_mlx_adapter_merges_like_its_peft_copy(mlx_run, tmp_path):
+    """Export also takes an adapter folder straight from mlx-lm (adapters.safetensors): it is
+    converted to PEFT layout and merged to the same weights as our PEFT copy."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from kit.export.merge import merge_adapter
+    from kit.models.resolve import materialize
+
+    base = materialize("tiny-llama-spm")
+    adapter = mlx_run / "sft" / "adapter"
+    info_mlx = merge_adapter(base, adapter / "mlx", tmp_path / "from-mlx")
+    info_peft = merge_adapter(base, adapter, tmp_path / "from-peft")
+    assert info_mlx["format"] == "mlx" and info_peft["format"] == "peft"
+    a = load_file(str(tmp_path / "from-mlx" / "model.safetensors"))
+    b = load_file(str(tmp_path / "from-peft" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-6
+    plain = load_file(str(next(base.glob("*.safetensors"))))
+    q = next(k for k in a if k.endswith("q_proj.weight"))
+    assert float(np.abs(a[q] - plain[q]).max()) > 1e-4  # the merge really changed the weights
+    assert not (tmp_path / "from-mlx.peft-from-mlx").exists()

@@ -103,14 +103,18 @@ def merge_adapter(base: Path, adapter: Path, out: Path) -> dict:
 
 
 def merge_mlx_adapter(base: Path, adapter: Path, out: Path) -> dict:
-    """Hook for the mlx backend: fuse an mlx-lm adapter into an HF checkpoint.
+    """An mlx-lm adapter folder (adapters.safetensors): convert it to PEFT layout beside
+    ``out``, then merge that like any PEFT adapter."""
+    from kit.export import mlx_adapter
 
-    The mlx backend should hand over a PEFT-format adapter (or its fused weights);
-    until it does, say so instead of guessing at mlx's tensor names.
-    """
-    raise KitError("exporting an mlx-format adapter (adapters.safetensors) is not supported yet",
-                   where=str(adapter), fix="fuse it with `mlx_lm.fuse --de-quantize` and set train.model to the fused "
-                   "folder, or train with the trl backend")
+    peft_dir = out.with_name(out.name + ".peft-from-mlx")
+    shutil.rmtree(peft_dir, ignore_errors=True)
+    mlx_adapter.convert(adapter, peft_dir, base)
+    try:
+        info = merge_adapter(base, peft_dir, out)
+    finally:
+        shutil.rmtree(peft_dir, ignore_errors=True)
+    return {**info, "format": "mlx"}
 
 
 def write_tokenizer(base: Path, adapter: Path, out: Path) -> None:

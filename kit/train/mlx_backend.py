@@ -9,9 +9,7 @@ loop with a DPO loss, which mlx-lm does not ship.
 Adapters are written twice into ``adapter/``: PEFT layout (``adapter_model.safetensors``
 + ``adapter_config.json``, so export, the HF engine and llama.cpp's LoRA converter read
 it) and mlx-lm's own layout under ``adapter/mlx/`` (``mlx_lm.generate --adapter-path``).
-mlx LoRA computes ``scale * (x @ A) @ B`` with A (in, r), B (r, out); PEFT computes
-``alpha/r * B_peft(A_peft x)`` with A_peft (r, in), B_peft (out, r): transposes, and
-``alpha = scale * r``.
+The layout conversion (transposes, ``alpha = scale * r``) is ``kit.export.mlx_adapter``.
 """
 
 from __future__ import annotations
@@ -82,6 +80,8 @@ def save_adapter(model, tokenizer, template: str, adapter_dir: Path, params: dic
     from mlx.utils import tree_flatten
     from safetensors.numpy import save_file
 
+    from kit.export.mlx_adapter import peft_config, to_peft
+
     tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "mlx").mkdir(parents=True)
@@ -89,19 +89,10 @@ def save_adapter(model, tokenizer, template: str, adapter_dir: Path, params: dic
     mx.save_safetensors(str(tmp / "mlx" / "adapters.safetensors"), weights)
     (tmp / "mlx" / "adapter_config.json").write_text(json.dumps(
         {"fine_tune_type": "lora", "num_layers": num_layers, "lora_parameters": params}, indent=2), encoding="utf-8")
-    peft = {}
-    modules = set()
-    for name, w in weights.items():
-        mod, leaf = name.rsplit(".", 1)
-        arr = np.array(w.astype(mx.float32)).T.copy()  # mlx (in, r)/(r, out) -> torch (r, in)/(out, r)
-        peft[f"base_model.model.{mod}.{'lora_A' if leaf == 'lora_a' else 'lora_B'}.weight"] = arr
-        modules.add(mod.rsplit(".", 1)[-1])
+    peft, modules = to_peft({k: np.array(w.astype(mx.float32)) for k, w in weights.items()})
     save_file(peft, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
-    (tmp / "adapter_config.json").write_text(json.dumps({
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": str(base_dir),
-        "r": params["rank"], "lora_alpha": params["scale"] * params["rank"], "lora_dropout": params["dropout"],
-        "target_modules": sorted(modules), "bias": "none", "fan_in_fan_out": False, "inference_mode": True,
-        "use_rslora": False, "init_lora_weights": True, "modules_to_save": None}, indent=2), encoding="utf-8")
+    (tmp / "adapter_config.json").write_text(json.dumps(peft_config(params, modules, base_dir), indent=2),
+                                             encoding="utf-8")
     tokenizer.chat_template = template
     tokenizer.save_pretrained(str(tmp))
     if not (tmp / "chat_template.jinja").exists():
