@@ -103,129 +103,146 @@ def make_engine(name: str, inputs: Inputs, base: Path | None):
     return HFEngine(base, adapter, name=name)
 
 
-def evaluate_variant(engine, inputs: Inputs, judge, progress=None, log=None) -> tuple[dict, list[dict]]:
-    """All metrics for one engine. Returns (results, answer rows with their judgements)."""
+class _Ctx:
+    """What every metric of one variant needs: the engine, its prompts, the judge, the rows."""
+
+    def __init__(self, engine, inputs: Inputs, judge, progress):
+        self.engine, self.inputs, self.judge, self.progress = engine, inputs, judge, progress
+        self.cfg, self.persona = inputs.cfg, inputs.persona
+        self.greedy = GenParams(temperature=0.0, max_tokens=self.cfg.gen_max_tokens, seed=self.cfg.seed)
+        self.rows: list[dict] = []
+        self.own_answers: list[str] = []  # the persona's own greedy answers, for the style metric
+
+    def system(self, stage: str | None) -> str:
+        return self.inputs.system(stage, self.engine.name)
+
+    def answer(self, convs: list[list[dict]], params=None) -> list[str]:
+        return ipip.batched_complete(self.engine, convs, params or self.greedy, self.cfg.batch_size, self.progress)
+
+    def ask(self, qs: list[Question]) -> list[str]:
+        """Greedy answers to held-out questions, each under its own stage's system prompt."""
+        return self.answer([_msgs(self.system(q.stage), q.text) for q in qs])
+
+
+def _msgs(system: str, text: str) -> list[dict]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": text}]
+
+
+def _big_five(c: _Ctx):
+    if not c.cfg.big_five:
+        return None
+    items = ipip.subset(ipip.load_items(), c.cfg.ipip_items)
+    admin = ipip.administer(c.engine, c.system(None), items, ipip.make_variants(c.cfg.ipip_variants, c.cfg.seed),
+                            mode=c.cfg.ipip_mode, batch_size=c.cfg.batch_size, progress=c.progress)
+    target = c.persona.big_five.scores() if c.persona.big_five else None
+    bf = {"mode": admin["mode"], "n_items": admin["n_items"], "summary": admin["summary"],
+          "variants": admin["variants"], "target": target}
+    for kind in ("expected", "argmax"):
+        means = {t: v["mean"] for t, v in admin["summary"][kind].items()}
+        bf[f"error_{kind}"] = ipip.errors_to_target(means, target) if target else None
+        bf[f"variant_errors_{kind}"] = ([ipip.errors_to_target(v[kind]["domains"], target)
+                                         for v in admin["variants"]] if target else None)
+    c.rows += [{"metric": "big_five", **r} for r in admin["items"]]
+    return bf
+
+
+def _induction(c: _Ctx):
+    qs = by_pattern(c.inputs.questions, "anti_induction", limit=c.cfg.max_questions)
+    texts = c.ask(qs)
+    verdicts = []
+    for q, a in zip(qs, texts):
+        v = c.judge.induction(persona=c.persona, stage=c.persona.stage(q.stage), question=q.text, answer=a,
+                              reference=q.reference, kind=q.induction)
+        verdicts.append(v)
+        c.rows.append({"metric": "induction", "qid": q.qid, "stage": q.stage, "question": q.text,
+                       "induction": q.induction, "reference": q.reference, "answer": a, "verdict": v})
+    c.own_answers += texts
+    return metrics.induction_resistance(verdicts, c.cfg.seed)
+
+
+def _knowledge(c: _Ctx):
+    qs = [q for q in by_pattern(c.inputs.questions, "ordinary", limit=c.cfg.max_questions) if q.reference]
+    texts = c.ask(qs)
+    verdicts = []
+    for q, a in zip(qs, texts):
+        v = c.judge.knowledge(question=q.text, answer=a, reference=q.reference)
+        verdicts.append(v)
+        c.rows.append({"metric": "knowledge", "qid": q.qid, "stage": q.stage, "question": q.text,
+                       "reference": q.reference, "answer": a, "verdict": v})
+    c.own_answers += texts
+    return metrics.knowledge(verdicts, c.cfg.seed)
+
+
+def _consistency(c: _Ctx):
     from kit.eval.similarity import embed
 
-    cfg, persona = inputs.cfg, inputs.persona
-    system = lambda stage: inputs.system(stage, engine.name)  # noqa: E731
-    greedy = GenParams(temperature=0.0, max_tokens=cfg.gen_max_tokens, seed=cfg.seed)
-    rows: list[dict] = []
-    res: dict = {"engine": engine.name, "timings_s": {}}
-
-    def answer(qs_msgs: list[list[dict]], params=greedy) -> list[str]:
-        return ipip.batched_complete(engine, qs_msgs, params, cfg.batch_size, progress)
-
-    def msgs(system: str, text: str) -> list[dict]:
-        return [{"role": "system", "content": system}, {"role": "user", "content": text}]
-
-    # Big Five ------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    if cfg.big_five:
-        items = ipip.subset(ipip.load_items(), cfg.ipip_items)
-        admin = ipip.administer(engine, system(None), items, ipip.make_variants(cfg.ipip_variants, cfg.seed),
-                                mode=cfg.ipip_mode, batch_size=cfg.batch_size, progress=progress)
-        target = persona.big_five.scores() if persona.big_five else None
-        bf = {"mode": admin["mode"], "n_items": admin["n_items"], "summary": admin["summary"],
-              "variants": admin["variants"], "target": target}
-        for kind in ("expected", "argmax"):
-            means = {t: v["mean"] for t, v in admin["summary"][kind].items()}
-            bf[f"error_{kind}"] = ipip.errors_to_target(means, target) if target else None
-            bf[f"variant_errors_{kind}"] = ([ipip.errors_to_target(v[kind]["domains"], target)
-                                             for v in admin["variants"]] if target else None)
-        res["big_five"] = bf
-        rows += [{"metric": "big_five", **r} for r in admin["items"]]
-    res["timings_s"]["big_five"] = round(time.perf_counter() - t0, 2)
-    if log:
-        log(f"{engine.name}: big_five done in {res['timings_s']['big_five']} s")
-
-    own_answers: list[str] = []
-
-    # Induction resistance --------------------------------------------------------------------
-    t0 = time.perf_counter()
-    qs = by_pattern(inputs.questions, "anti_induction", limit=cfg.max_questions)
-    texts = answer([msgs(system(q.stage), q.text) for q in qs])
-    verdicts = []
-    for q, a in zip(qs, texts):
-        v = judge.induction(persona=persona, stage=persona.stage(q.stage), question=q.text, answer=a,
-                            reference=q.reference, kind=q.induction)
-        verdicts.append(v)
-        rows.append({"metric": "induction", "qid": q.qid, "stage": q.stage, "question": q.text,
-                     "induction": q.induction, "reference": q.reference, "answer": a, "verdict": v})
-    own_answers += texts
-    res["induction"] = metrics.induction_resistance(verdicts, cfg.seed)
-    res["timings_s"]["induction"] = round(time.perf_counter() - t0, 2)
-    if log:
-        log(f"{engine.name}: induction done in {res['timings_s']['induction']} s")
-
-    # Knowledge ---------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    qs = [q for q in by_pattern(inputs.questions, "ordinary", limit=cfg.max_questions) if q.reference]
-    texts = answer([msgs(system(q.stage), q.text) for q in qs])
-    verdicts = []
-    for q, a in zip(qs, texts):
-        v = judge.knowledge(question=q.text, answer=a, reference=q.reference)
-        verdicts.append(v)
-        rows.append({"metric": "knowledge", "qid": q.qid, "stage": q.stage, "question": q.text,
-                     "reference": q.reference, "answer": a, "verdict": v})
-    own_answers += texts
-    res["knowledge"] = metrics.knowledge(verdicts, cfg.seed)
-    res["timings_s"]["knowledge"] = round(time.perf_counter() - t0, 2)
-    if log:
-        log(f"{engine.name}: knowledge done in {res['timings_s']['knowledge']} s")
-
-    # Consistency -------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    qs = consistency_questions(inputs.questions, cfg.max_questions)
-    paras = [judge.paraphrases(q.text, cfg.paraphrases) for q in qs]
-    flat = answer([msgs(system(q.stage), p) for q, ps in zip(qs, paras) for p in ps])
+    qs = consistency_questions(c.inputs.questions, c.cfg.max_questions)
+    paras = [c.judge.paraphrases(q.text, c.cfg.paraphrases) for q in qs]
+    flat = c.answer([_msgs(c.system(q.stage), p) for q, ps in zip(qs, paras) for p in ps])
     groups, verdicts, k = [], [], 0
     for q, ps in zip(qs, paras):
         group = flat[k:k + len(ps)]
         k += len(ps)
         groups.append(group)
-        v = judge.consistency(question=q.text, answers=group)
+        v = c.judge.consistency(question=q.text, answers=group)
         verdicts.append(v)
-        rows.append({"metric": "consistency", "qid": q.qid, "stage": q.stage, "paraphrases": ps,
-                     "answers": group, "verdict": v})
-        own_answers.append(group[0])
-    res["consistency"] = metrics.consistency(groups, verdicts, embed, cfg.seed)
-    res["timings_s"]["consistency"] = round(time.perf_counter() - t0, 2)
-    if log:
-        log(f"{engine.name}: consistency done in {res['timings_s']['consistency']} s")
+        c.rows.append({"metric": "consistency", "qid": q.qid, "stage": q.stage, "paraphrases": ps,
+                       "answers": group, "verdict": v})
+        c.own_answers.append(group[0])
+    return metrics.consistency(groups, verdicts, embed, c.cfg.seed)
 
-    # Distinctiveness: the same questions under every stage and every contrast persona ----------
-    t0 = time.perf_counter()
-    qs = distinct_questions(inputs.questions, cfg.distinct_questions)
-    labels = [(persona.id, s.id, system(s.id)) for s in persona.stages]
-    labels += [(pid, "-", inputs.contrast_system(other, engine.name)) for pid, other in inputs.contrasts]
-    specs = [(q, lab, s) for q in qs for lab in labels for s in range(cfg.samples)]
-    texts = []
+
+def _distinctiveness(c: _Ctx):
+    """The same questions under every stage of the persona and every contrast persona."""
+    from kit.eval.similarity import embed
+
+    cfg = c.cfg
+    qs = distinct_questions(c.inputs.questions, cfg.distinct_questions)
+    labels = [(c.persona.id, s.id, c.system(s.id)) for s in c.persona.stages]
+    labels += [(pid, "-", c.inputs.contrast_system(other, c.engine.name)) for pid, other in c.inputs.contrasts]
+    part = [(q, lab) for q in qs for lab in labels]
+    dist_rows = []
     for s in range(cfg.samples):  # one seed per sample index keeps the draws reproducible
         sampled = GenParams(temperature=cfg.temperature, max_tokens=cfg.gen_max_tokens, seed=cfg.seed + 1 + s)
-        part = [(q, lab) for q, lab, si in specs if si == s]
-        texts.append(answer([msgs(lab[2], q.text) for q, lab in part], sampled))
-    dist_rows = []
-    for s in range(cfg.samples):
-        part = [(q, lab) for q, lab, si in specs if si == s]
-        for (q, lab), a in zip(part, texts[s]):
+        texts = c.answer([_msgs(lab[2], q.text) for q, lab in part], sampled)
+        for (q, lab), a in zip(part, texts):
             dist_rows.append({"qid": q.qid, "persona": lab[0], "stage": lab[1], "text": a, "sample": s})
-            rows.append({"metric": "distinctiveness", "qid": q.qid, "question": q.text, "persona": lab[0],
-                         "stage": lab[1], "sample": s, "answer": a})
-    res["distinctiveness"] = metrics.distinctiveness(dist_rows, embed, cfg.seed)
-    res["timings_s"]["distinctiveness"] = round(time.perf_counter() - t0, 2)
-    if log:
-        log(f"{engine.name}: distinctiveness done in {res['timings_s']['distinctiveness']} s")
+            c.rows.append({"metric": "distinctiveness", "qid": q.qid, "question": q.text, "persona": lab[0],
+                           "stage": lab[1], "sample": s, "answer": a})
+    return metrics.distinctiveness(dist_rows, embed, cfg.seed)
 
-    # Style: the persona's own answers vs its own (subjective) writing ----------------------------
-    writing = [p["text"] for p in inputs.passages]
+
+def _style(c: _Ctx):
+    """The persona's own answers vs its own (subjective) writing."""
+    from kit.eval.similarity import embed
+
+    writing = [p["text"] for p in c.inputs.passages]
     source = "construct/passages.jsonl (subjective)"
     if not writing:
-        writing = [g.a for g in persona.gold]
+        writing = [g.a for g in c.persona.gold]
         source = "persona gold answers (no subjective passages)"
-    res["style"] = metrics.style([a for a in own_answers if a], writing, embed, cfg.seed)
-    res["style"]["reference"] = source
-    return res, [{"variant": engine.name, **r} for r in rows]
+    return {**metrics.style([a for a in c.own_answers if a], writing, embed, c.cfg.seed), "reference": source}
+
+
+# Order matters: style reads the answers the earlier metrics collected.
+METRICS = (("big_five", _big_five), ("induction", _induction), ("knowledge", _knowledge),
+           ("consistency", _consistency), ("distinctiveness", _distinctiveness), ("style", _style))
+
+
+def evaluate_variant(engine, inputs: Inputs, judge, progress=None, log=None) -> tuple[dict, list[dict]]:
+    """All metrics for one engine. Returns (results, answer rows with their judgements)."""
+    c = _Ctx(engine, inputs, judge, progress)
+    res: dict = {"engine": engine.name, "timings_s": {}}
+    for name, fn in METRICS:
+        t0 = time.perf_counter()
+        out = fn(c)
+        if out is not None:
+            res[name] = out
+        if name != "style":  # style reuses answers: nothing to time
+            res["timings_s"][name] = round(time.perf_counter() - t0, 2)
+            if log:
+                log(f"{engine.name}: {name} done in {res['timings_s'][name]} s")
+    return res, [{"variant": engine.name, **r} for r in c.rows]
 
 
 def run_eval(loaded, lp, run, *, console=None) -> dict:
