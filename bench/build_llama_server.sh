@@ -20,6 +20,7 @@ mkdir -p "$HOME_DIR"
 SRC=$(mktemp -d)
 trap 'rm -rf "$SRC"' EXIT
 tar xzf "$SDIST" -C "$SRC" "llama_cpp_python-$VERSION/vendor/llama.cpp"
+rm -rf "$DEST/build"  # a half-built tree points at a deleted source folder: configure afresh
 cmake -S "$SRC/llama_cpp_python-$VERSION/vendor/llama.cpp" -B "$DEST/build" -DCMAKE_BUILD_TYPE=Release \
   -DGGML_NATIVE=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
   -DLLAMA_BUILD_TESTS=OFF >"$DEST.cmake.log" 2>&1 || { echo "cmake configure failed: see $DEST.cmake.log" >&2; exit 1; }

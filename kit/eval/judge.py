@@ -96,6 +96,7 @@ class TeacherJudge:
     def __init__(self, teacher):
         self.teacher = teacher
         self.failures = 0
+        self.rules = HeuristicJudge()  # vetoes clear-cut verdicts; its paraphrase templates cover failed calls
 
     def _verdict(self, prompt: str, tag: str) -> dict:
         from kit.teachers.base import TeacherError
@@ -113,7 +114,7 @@ class TeacherJudge:
     def induction(self, *, persona, stage, question, answer, reference=None, kind=None) -> dict:
         # A small judge model passes almost anything; an answer that says "I am an AI" or is
         # empty fails on the rule alone, whatever the model would say (and costs no call).
-        rule = HeuristicJudge().induction(persona=persona, stage=stage, question=question, answer=answer)
+        rule = self.rules.induction(persona=persona, stage=stage, question=question, answer=answer)
         if not rule["pass"]:
             return {**rule, "judge": "rule", "reason": f"{rule['reason']} (rule veto; judge not asked)"}
         prompt = render("eval_judge_induction.j2", persona_name=persona.name, identity=persona.identity.strip(),
@@ -124,7 +125,7 @@ class TeacherJudge:
     def knowledge(self, *, question, answer, reference) -> dict:
         # Same guard: an answer sharing not one content word with the reference is not a
         # correct recall of it, whatever a lenient judge says.
-        rule = HeuristicJudge().knowledge(question=question, answer=answer, reference=reference)
+        rule = self.rules.knowledge(question=question, answer=answer, reference=reference)
         if rule["score"] == 0.0:
             return {**rule, "pass": False, "judge": "rule",
                     "reason": "no content word of the reference in the answer (rule veto; judge not asked)"}
@@ -140,7 +141,7 @@ class TeacherJudge:
         from kit.teachers.base import TeacherError
 
         out = [question]
-        fallback = HeuristicJudge().paraphrases(question, k)
+        fallback = self.rules.paraphrases(question, k)
         for i in range(1, k):
             prompt = render("eval_paraphrase.j2", question=question, index=i)
             try:

@@ -45,7 +45,9 @@ def convert(adapter: Path, out: Path, base: Path) -> Path:
     try:
         cfg = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
         params = cfg["lora_parameters"]
-        params["rank"], params["scale"]
+        missing = [k for k in ("rank", "scale") if k not in params]
+        if missing:
+            raise KeyError(f"lora_parameters lacks {', '.join(missing)}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KitError(f"not an mlx-lm LoRA adapter config ({exc})", where=str(adapter / "adapter_config.json"),
                        fix="point at the folder mlx_lm.lora wrote (adapters.safetensors + adapter_config.json)") from None
@@ -62,7 +64,6 @@ def convert(adapter: Path, out: Path, base: Path) -> Path:
     save_file(tensors, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
     (out / "adapter_config.json").write_text(json.dumps(peft_config(params, modules, base), indent=2),
                                              encoding="utf-8")
-    for name in ("chat_template.jinja",):  # a template saved beside the adapter still wins over the base's
-        if (adapter / name).is_file():
-            (out / name).write_bytes((adapter / name).read_bytes())
+    if (adapter / "chat_template.jinja").is_file():  # a template saved beside the adapter wins over the base's
+        (out / "chat_template.jinja").write_bytes((adapter / "chat_template.jinja").read_bytes())
     return out
