@@ -32,13 +32,15 @@ def sdist_cache() -> Path:
 
 def find_or_download_sdist(version: str) -> Path:
     name = f"llama_cpp_python-{version}.tar.gz"
-    # /tmp/sdist: where a from-source build of llama-cpp-python may have left the same file.
-    for folder in (sdist_cache(), Path("/tmp/sdist")):
-        if (folder / name).is_file():
-            return folder / name
     cache = sdist_cache()
+    if (cache / name).is_file():
+        return cache / name
     cache.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--no-build-isolation",
+    # Build isolation stays on: pip must import the sdist's build backend
+    # (scikit-build-core) to read its metadata, and the venv does not have it.
+    # The file itself usually comes from pip's HTTP cache, filled when pip
+    # fetched the same sdist to build llama-cpp-python a step earlier.
+    cmd = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
            "-d", str(cache), f"llama-cpp-python=={version}"]
     print("perskit: downloading the llama-cpp-python sdist for its converters:", " ".join(cmd[3:]))
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY="${PYTHON:-python3}"
-HASH=$(cat pyproject.toml requirements/constraints.txt scripts/install.sh scripts/fetch_converter.py 2>/dev/null | sha256sum | cut -c1-16)
+# Hashed with Python, not sha256sum: stock macOS has only shasum.
+HASH=$(cat pyproject.toml requirements/constraints.txt scripts/install.sh scripts/fetch_converter.py 2>/dev/null \
+  | "$PY" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')
 # The venv lives outside the clone, keyed by the hash of what it was built from, and
 # ./.venv links to it: a fresh clone with the same lock reuses it in seconds.
 VENV="${PERSKIT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/perskit/venvs/$HASH}"
