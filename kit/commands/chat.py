@@ -13,7 +13,7 @@ import click
 
 
 def open_persona(path: str, *, quant: str | None, system: str | None, template: str | None,
-                 lora: str | None, n_ctx: int, threads: int | None):
+                 lora: str | None, n_ctx: int, threads: int | None, gpu_layers: int = 0):
     """(bundle, engine) for a bundle folder or a bare GGUF; shared by chat and serve."""
     from kit.engine.bundle import load_bundle
     from kit.errors import KitError
@@ -25,7 +25,14 @@ def open_persona(path: str, *, quant: str | None, system: str | None, template: 
             raise KitError("template file not found", where=tp, fix="pass a jinja chat template file")
         tpl = tp.read_text(encoding="utf-8")
     bundle = load_bundle(path, quant=quant, system=system, template=tpl)
-    return bundle, bundle.open_engine(n_ctx=n_ctx, lora=lora, n_threads=threads)
+    return bundle, bundle.open_engine(n_ctx=n_ctx, lora=lora, n_threads=threads, n_gpu_layers=gpu_layers)
+
+
+# llama.cpp GPU offload for chat and serve; a CPU-only llama-cpp-python build ignores it.
+GPU_LAYERS = click.option("--n-gpu-layers", "gpu_layers", type=int, default=0, show_default=True,
+                          envvar="PERSKIT_N_GPU_LAYERS",
+                          help="Layers offloaded to the GPU (-1 = all; needs llama-cpp-python built with "
+                               "CUDA or Metal). Env: PERSKIT_N_GPU_LAYERS.")
 
 
 @click.command("chat")
@@ -41,10 +48,12 @@ def open_persona(path: str, *, quant: str | None, system: str | None, template: 
                    "(this model plus a LoRA adapter); repeatable.")
 @click.option("--n-ctx", type=int, default=2048, show_default=True, help="Context window in tokens.")
 @click.option("--threads", type=int, default=None, help="CPU threads for llama.cpp.")
+@GPU_LAYERS
 @click.option("--temperature", type=float, default=None)
 @click.option("--max-tokens", type=int, default=None)
 @click.option("--open", "open_id", type=int, default=None, help="Reopen saved conversation N.")
-def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads, temperature, max_tokens, open_id):
+def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads, gpu_layers, temperature, max_tokens,
+            open_id):
     """Open the chat TUI on a persona bundle folder (or a bare GGUF)."""
     from kit.errors import KitError, require
 
@@ -55,7 +64,7 @@ def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads
     from kit.engine.base import GenParams
 
     b, engine = open_persona(bundle, quant=quant, system=system, template=template, lora=lora, n_ctx=n_ctx,
-                             threads=threads)
+                             threads=threads, gpu_layers=gpu_layers)
     persona = PersonaView.from_bundle(b)
     if stage is not None:
         b.stage(stage)  # KitError naming the valid stages
@@ -69,10 +78,11 @@ def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads
         name, sep, adapter = other.partition("=")
         if sep and adapter.lower().endswith(".gguf"):
             # One base + LoRA adapters: the same GGUF with another persona's adapter applied.
-            oeng = b.open_engine(n_ctx=n_ctx, lora=adapter, n_threads=threads)
+            oeng = b.open_engine(n_ctx=n_ctx, lora=adapter, n_threads=threads, n_gpu_layers=gpu_layers)
             agents.append(Agent(name, oeng, f"You are {name}.", name.lower().replace(" ", "-")))
             continue
-        ob, oeng = open_persona(other, quant=None, system=None, template=None, lora=None, n_ctx=n_ctx, threads=threads)
+        ob, oeng = open_persona(other, quant=None, system=None, template=None, lora=None, n_ctx=n_ctx, threads=threads,
+                                gpu_layers=gpu_layers)
         agents.append(Agent(ob.name, oeng, ob.stage(None).system_prompt, ob.persona_id))
     store = HistoryStore()
     session = ChatSession(persona, engine, store, params=params, n_ctx=n_ctx, stage=stage or b.default_stage)

@@ -11,6 +11,8 @@ import os
 
 import click
 
+from kit.commands.chat import GPU_LAYERS
+
 
 @click.command("serve")
 @click.argument("bundles", nargs=-1, required=True, type=click.Path())
@@ -22,8 +24,9 @@ import click
 @click.option("--template", type=click.Path(dir_okay=False), default=None, help="Jinja chat template file.")
 @click.option("--n-ctx", type=int, default=2048, show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads for llama.cpp.")
+@GPU_LAYERS
 @click.option("--max-tokens", type=int, default=256, show_default=True, help="Default reply length.")
-def command(bundles, host, port, api_key, quant, system, template, n_ctx, threads, max_tokens):
+def command(bundles, host, port, api_key, quant, system, template, n_ctx, threads, gpu_layers, max_tokens):
     """Serve persona bundles (or a bare GGUF) on /v1/chat/completions and /v1/models."""
     from kit.errors import KitError, require
 
@@ -37,7 +40,7 @@ def command(bundles, host, port, api_key, quant, system, template, n_ctx, thread
     personas = []
     for path in bundles:
         b, engine = open_persona(path, quant=quant, system=system, template=template, lora=None, n_ctx=n_ctx,
-                                 threads=threads)
+                                 threads=threads, gpu_layers=gpu_layers)
         if any(p.id == b.persona_id for p in personas):
             raise KitError(f"two bundles are both persona '{b.persona_id}'", where=path, fix="serve each persona once")
         personas.append(ServedPersona.from_bundle(b, engine))

@@ -55,14 +55,15 @@ class Bundle:
         raise KitError(f"unknown stage '{stage_id}'", where=f"persona {self.persona_id}",
                        fix=f"use one of {[s.id for s in self.stages]}")
 
-    def open_engine(self, *, n_ctx: int = 2048, lora: str | Path | None = None, n_threads: int | None = None):
+    def open_engine(self, *, n_ctx: int = 2048, lora: str | Path | None = None, n_threads: int | None = None,
+                    n_gpu_layers: int = 0):
         """Open the bundle's GGUF. Its GGUF is already merged, so the bundle's own LoRA file
         (for use on the *base* model by other tools) is not applied; ``lora`` applies one explicitly."""
         from kit.engine.llamacpp import LlamaCppEngine
 
         return LlamaCppEngine(self.gguf, lora_path=lora, n_ctx=n_ctx,
                               chat_template=self.chat_template, stop=self.stop, name=self.persona_id,
-                              n_threads=n_threads)
+                              n_threads=n_threads, n_gpu_layers=n_gpu_layers)
 
 
 _TRIPLE = re.compile(r'^(TEMPLATE|SYSTEM)\s+"""(.*?)"""', re.S | re.M)

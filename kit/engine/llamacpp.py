@@ -131,7 +131,7 @@ class LlamaCppEngine:
 
     def __init__(self, gguf: str | Path, *, lora_path: str | Path | None = None, n_ctx: int = 2048,
                  chat_template: str | None = None, stop: list[str] | None = None, name: str | None = None,
-                 n_threads: int | None = None, seed: int = -1, verbose: bool = False):
+                 n_threads: int | None = None, seed: int = -1, verbose: bool = False, n_gpu_layers: int = 0):
         llama_cpp = require("llama_cpp", "llamacpp", "the llama.cpp chat engine")
         self.path = check_gguf(gguf)
         if lora_path is not None:
@@ -142,7 +142,8 @@ class LlamaCppEngine:
                                fix="convert the adapter with `perskit export` (convert_lora_to_gguf.py)")
         self.name = name or self.path.stem
         threads = n_threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None
-        kwargs = dict(model_path=str(self.path), n_ctx=n_ctx, verbose=verbose, logits_all=False)
+        kwargs = dict(model_path=str(self.path), n_ctx=n_ctx, verbose=verbose, logits_all=False,
+                      n_gpu_layers=n_gpu_layers)  # 0 = CPU; -1 = every layer on the GPU
         if threads:
             kwargs.update(n_threads=threads, n_threads_batch=threads)
         if lora_path is not None:

@@ -24,6 +24,9 @@ class LlamaCppTeacher(_Strict):
                        description="A GGUF path, or an embedded alias: smollm2-135m-instruct.")
     n_ctx: int = Field(4096, description="Context window for the teacher.")
     n_threads: int | None = Field(None, description="CPU threads (default: all cores).")
+    n_gpu_layers: int = Field(0, ge=-1, description="Model layers offloaded to the GPU: 0 = CPU only, -1 = all. "
+                              "Needs llama-cpp-python built with CUDA or Metal (README: GPU offload); "
+                              "a CPU-only build ignores it.")
     grammar: bool = Field(True, description="Constrain output to the JSON schema with a llama.cpp grammar.")
     repeat_penalty: float = Field(1.15, ge=1, le=2, description="llama.cpp repetition penalty; small teachers loop without it.")
     sampling: Sampling = Field(default_factory=Sampling)

@@ -68,7 +68,8 @@ class LlamaCppTeacher(BaseTeacher):
             llama_cpp = require("llama_cpp", "llamacpp", "the llamacpp teacher")
             threads = self.cfg.n_threads or max(1, os.cpu_count() or 1)
             self._llm = llama_cpp.Llama(model_path=str(self.path), n_ctx=self.cfg.n_ctx, n_threads=threads,
-                                        seed=self.cfg.sampling.seed, verbose=False)
+                                        seed=self.cfg.sampling.seed, verbose=False,
+                                        n_gpu_layers=self.cfg.n_gpu_layers)
         return self._llm
 
     def _grammar(self, schema: dict):
