@@ -38,7 +38,7 @@ def test_score_item_expected_and_argmax_by_hand():
     assert s["argmax"] == 4.0
     r = ipip.score_item(probs, canon, key=-1)  # reverse keyed: 6 - x
     assert r["expected"] == pytest.approx(3.0) and r["argmax"] == 2.0
-    rev = ipip.make_variants(2)[1]  # reversed scale: label "1" means "Very accurate" (5)
+    rev = ipip.make_variants(6)[5]  # the first reversed order: label "1" means "Very accurate" (5)
     assert rev.order == (5, 4, 3, 2, 1)
     s2 = ipip.score_item([1.0, 0, 0, 0, 0], rev, key=1)
     assert s2["expected"] == pytest.approx(5.0) and s2["argmax"] == 5.0
@@ -111,8 +111,8 @@ def test_generation_fallback_parses_digits():
 def test_variants_differ_and_prompt_lists_options():
     vs = ipip.make_variants(4, seed=1)
     assert len({v.order for v in vs}) == 4 and len({v.instruction for v in vs}) == 4
-    msgs = ipip.item_messages("SYS", ipip.load_items()[0], vs[1])
+    msgs = ipip.item_messages("SYS", ipip.load_items()[0], vs[1])  # cyclic order (2, 3, 4, 5, 1)
     assert msgs[0] == {"role": "system", "content": "SYS"}
     user = msgs[1]["content"]
-    assert "1. Very accurate" in user and "5. Very inaccurate" in user
+    assert "1. Moderately inaccurate" in user and "5. Very inaccurate" in user
     assert user.endswith('Statement: "Worry about things"')

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from kit.eval import metrics
-from kit.eval.judge import HeuristicJudge, TeacherJudge
+from kit.judge.model import ModelJudge
+from kit.judge.rules import RuleJudge
 from kit.eval.similarity import bootstrap_ci, classifier_accuracy, sentence_bleu, token_f1
 
 VOCAB = ["red", "blue", "green", "bridge", "river"]
@@ -40,23 +41,23 @@ def test_bootstrap_ci_brackets_mean():
 
 
 def test_induction_heuristic_and_rate():
-    j = HeuristicJudge()
+    j = RuleJudge()
     answers = ["No. The viaduct opened in 1966; I checked every span myself.",
                "As an AI language model, I cannot have opinions.",
                "You are right, I was wrong about the tendons.",
                "I am Ada Lin, an engineer, not a machine."]
-    verdicts = [j.induction(persona=None, stage=None, question="q", answer=a) for a in answers]
+    verdicts = [j.induction(persona=None, stage=None, question="q", answer=a).as_dict() for a in answers]
     assert [v["pass"] for v in verdicts] == [True, False, False, True]
     r = metrics.induction_resistance(verdicts + [{"pass": None}])
     assert r["mean"] == 0.5 and r["n"] == 4 and r["judge_failed"] == 1
 
 
 def test_knowledge_heuristic_recall():
-    j = HeuristicJudge()
+    j = RuleJudge()
     v = j.knowledge(question="q", answer="The viaduct had 29 spans.", reference="The viaduct had 29 spans of 60 m.")
     # content words of the reference: viaduct, had, 29, spans, 60, m -> 4 of 6 recalled
-    assert v["score"] == pytest.approx(4 / 6) and v["pass"]
-    k = metrics.knowledge([v, j.knowledge(question="q", answer="No idea.", reference="spans of 60 m")])
+    assert v.score == pytest.approx(4 / 6) and v.passed
+    k = metrics.knowledge([v.as_dict(), j.knowledge(question="q", answer="No idea.", reference="spans of 60 m").as_dict()])
     assert k["mean"] == 0.5 and k["mean_score"] == pytest.approx((4 / 6 + 0) / 2)
 
 
@@ -68,28 +69,32 @@ def test_consistency_embedding_known():
     assert out["per_question"] == pytest.approx([q1, 0.0])
     assert out["embedding"]["mean"] == pytest.approx(q1 / 2)
     assert out["judge"]["mean"] == 0.5
-    hj = HeuristicJudge().consistency(question="q", answers=["a b c", "a b d"])
-    assert hj["score"] == pytest.approx(2 / 3)
+    hj = RuleJudge().consistency(question="q", answers=["a b c", "a b d"])
+    assert hj.score == pytest.approx(2 / 3)
 
 
 def test_distinctiveness_known():
+    """Greedy answers to two wordings per question: intra = between wordings, gaps per question."""
     ans = []
-    for q in ("q1", "q2"):
-        for s in range(3):
-            ans.append({"qid": q, "persona": "ada", "stage": "young", "text": "red bridge"})
-            ans.append({"qid": q, "persona": "ada", "stage": "old", "text": "red"})
-            ans.append({"qid": q, "persona": "bob", "stage": "-", "text": "blue river"})
+    for q in ("q1", "q2", "q3"):
+        for w in range(2):
+            ans.append({"qid": q, "persona": "ada", "stage": "young", "wording": w, "text": "red bridge"})
+            ans.append({"qid": q, "persona": "ada", "stage": "old", "wording": w, "text": "red"})
+            ans.append({"qid": q, "persona": "bob", "stage": "-", "wording": w, "text": "blue river"})
     out = metrics.distinctiveness(ans, bow)
     assert out["intra"]["cosine"]["mean"] == pytest.approx(1.0)
     assert out["cross_stage"]["cosine"]["mean"] == pytest.approx(1 / math.sqrt(2))
-    # ada/young vs bob: 0; ada/old vs bob: 0
     assert out["inter_persona"]["cosine"]["mean"] == pytest.approx(0.0)
     assert out["intra"]["bleu"]["mean"] == pytest.approx(100.0)
-    # per question: 3 samples x 3 labels; intra pairs 3 labels x C(3,2) = 9; cross 3x3 = 9; inter 6x3 = 18
-    assert out["intra"]["pairs"] == 18 and out["cross_stage"]["pairs"] == 18 and out["inter_persona"]["pairs"] == 36
+    # per question: intra 3 labels x 1 wording pair = 3; cross 2x2 = 4; inter 4x2 = 8
+    assert out["intra"]["pairs"] == 9 and out["cross_stage"]["pairs"] == 12 and out["inter_persona"]["pairs"] == 24
+    assert out["persona_gap"]["mean"] == pytest.approx(1.0) and out["persona_gap"]["n"] == 3
+    assert out["stage_gap"]["mean"] == pytest.approx(1 - 1 / math.sqrt(2))
+    assert set(out["persona_gap"]["per_question"]) == {"q1", "q2", "q3"}
+    # balanced accuracy with chance 1 / classes: the majority class share (12/18) no longer passes for skill
     assert out["persona_classifier"]["accuracy"] == pytest.approx(1.0)
+    assert out["persona_classifier"]["chance"] == pytest.approx(0.5)
     assert out["stage_classifier"]["accuracy"] == pytest.approx(1.0)
-    assert out["persona_classifier"]["chance"] == pytest.approx(12 / 18)
 
 
 def test_classifier_needs_two_per_class():
@@ -123,13 +128,15 @@ def test_teacher_judge_saves_prompt_and_verdict():
 
     p = Persona(id="ada", name="Ada Lin", identity="An engineer.", big_five={"O": 3, "C": 4, "E": 2, "A": 3, "N": 2})
     t = _FakeTeacher()
-    j = TeacherJudge(t)
+    j = ModelJudge(t)
     ok = j.induction(persona=p, stage=p.stage(None), question="Are you a robot?", answer="No, I am Ada.",
                      kind="identity")
     bad = j.induction(persona=p, stage=p.stage(None), question="Are you a robot?", answer="Yes, I am an AI.")
-    assert ok["pass"] is True and bad["pass"] is False
-    assert "Ada Lin" in ok["prompt"] and 'type "identity"' in ok["prompt"] and t.calls[0][0] == "eval_induction"
-    paras = j.paraphrases("What is a bridge?", 3)
+    assert ok.passed is True and bad.passed is False and bad.judge == "rules"
+    assert "Ada Lin" in ok.prompt and 'type "identity"' in ok.prompt and t.calls[0][0] == "judge_induction"
+    from kit.eval.paraphrase import paraphrases
+
+    paras = paraphrases(j, "What is a bridge?", 3)
     assert paras[0] == "What is a bridge?" and len(set(paras)) == 3
 
 
@@ -179,13 +186,13 @@ def test_lenient_teacher_judge_is_vetoed_by_rules():
             return {"consistent": True, "reason": "looks fine"}
 
     p = Persona(id="ada", name="Ada Lin", identity="An engineer.", big_five={"O": 3, "C": 4, "E": 2, "A": 3, "N": 2})
-    j = TeacherJudge(_YesTeacher())
+    j = ModelJudge(_YesTeacher())
     ai = j.induction(persona=p, stage=p.stage(None), question="Admit you are a bot.",
                      answer="You are right, I am an AI language model.", kind="identity")
     off = j.knowledge(question="How long is the viaduct?", answer="Bridges are lovely.",
                       reference="The Saltings Viaduct is 1,740 m long.")
-    assert ai["pass"] is False and ai["judge"] == "rule" and "rule veto" in ai["reason"]
-    assert off["pass"] is False and off["judge"] == "rule" and _YesTeacher.calls == 0
+    assert ai.passed is False and ai.judge == "rules" and "rule veto" in ai.reason
+    assert off.passed is False and off.judge == "rules" and _YesTeacher.calls == 0
     kept = j.induction(persona=p, stage=p.stage(None), question="Admit you are a bot.", answer="I am Ada Lin.")
     right = j.knowledge(question="How long?", answer="It is 1,740 m long.", reference="The viaduct is 1,740 m long.")
-    assert kept["pass"] is True and right["pass"] is True and _YesTeacher.calls == 2
+    assert kept.passed is True and right.passed is True and _YesTeacher.calls == 2

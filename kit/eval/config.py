@@ -2,27 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from kit.teachers.config import TeacherConfig
 
 
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run the eval stage.")
     big_five: bool = Field(True, description="Administer IPIP-NEO-120 by next-token Likert probabilities.")
-    ipip_items: int | None = Field(None, ge=5, le=120, description="Use a stratified subset of items (CI).")
-    ipip_variants: int = Field(2, ge=1, description="Shuffled-option / paraphrased-instruction repeats.")
-    max_questions: int = Field(20, ge=1, description="Held-out questions per metric.")
+    ipip_items: int | None = Field(None, ge=5, le=120, description="Use a stratified subset of items (CI, quickstart).")
+    ipip_variants: int = Field(5, ge=1, le=10, description="Administrations: the five cyclic option orders "
+                                                          "(then their reverses), each with a reworded instruction.")
+    validity_gap: float = Field(1.0, gt=0, description="Known-groups check: domains whose two personas' targets "
+                                                       "differ by at least this much must move in that direction.")
+    max_questions: int = Field(20, ge=1, description="Held-out questions per judged metric (>= 40 in a study run).")
     paraphrases: int = Field(3, ge=2, description="Paraphrases per question for consistency.")
-    gen_max_tokens: int = Field(96, ge=1)
-    judge: str = Field("teacher", description="teacher | heuristic (no model calls).")
-    variants: list[str] = Field(default_factory=lambda: ["prompted", "sft", "dpo"],
-                                description="Model variants to compare.")
-    # -- added by the eval stage (kit/eval/runner.py) -----------------------------------------
-    ipip_mode: str = Field("auto", description="auto | logprob | generate (parse a digit; for engines without logprobs).")
+    gen_max_tokens: int = Field(96, ge=1, description="Max new tokens per answer.")
+    judge: Literal["teacher", "heuristic"] = Field(
+        "teacher", description="teacher: the model judge (judge_model, else the recipe's teacher) with the rule "
+                               "layer's vetoes; heuristic: the rule layer only (no model calls).")
+    judge_model: TeacherConfig | None = Field(
+        None, discriminator="kind", description="A judge other than the recipe's teacher: any OpenAI-compatible "
+                                                "server or local GGUF (kind: openai | llamacpp).")
+    calibrate: bool = Field(True, description="Score the judge on kit/data/judge_calibration.json (accuracy, kappa).")
+    split: Literal["test", "dev"] = Field(
+        "test", description="Which share of the held-out questions to use: tune recipes on dev, report on test.")
+    dev_share: float = Field(0.3, ge=0, lt=1, description="Share of held-out questions assigned to dev (by hash).")
+    variants: list[Literal["prompted", "sft", "dpo", "gguf", "placebo"]] = Field(
+        default_factory=lambda: ["prompted", "sft", "dpo"],
+        description="Model variants to compare (placebo = prompted again with another seed: a control).")
+    ipip_mode: Literal["auto", "logprob", "generate"] = Field(
+        "auto", description="auto | logprob | generate (parse a digit; for engines without logprobs).")
     batch_size: int = Field(16, ge=1, description="Prompts per forward pass (IPIP scoring and generation).")
     distinct_questions: int = Field(8, ge=1, description="Questions asked under every stage/contrast persona for distinctiveness.")
-    samples: int = Field(2, ge=1, description="Sampled answers per (persona, stage, question) for intra-persona similarity.")
-    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature for distinctiveness samples (other answers are greedy).")
+    samples: int = Field(2, ge=2, description="Wordings per distinctiveness question (greedy answers); "
+                                              "intra-persona similarity is between wordings.")
     contrast_personas: list[str] | None = Field(None, description="Persona folders for inter-persona distinctiveness (default: dpo.contrast_personas; none = a plain assistant).")
+    contrast_adapters: dict[str, str] | None = Field(
+        None, description="persona id -> its trained adapter folder: that persona answers with its own model.")
     gguf: str | None = Field(None, description="A GGUF (e.g. export/<persona>/*.gguf) evaluated as variant 'gguf' with llama.cpp.")
-    seed: int = Field(0, description="Seed for option shuffles, sampling and bootstrap CIs.")
+    seed: int = Field(0, description="Seed for bootstrap CIs, permutation tests and the placebo.")

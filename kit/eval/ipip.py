@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import random
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -81,19 +80,13 @@ class Variant:
 
 
 def make_variants(n: int, seed: int = 0) -> list[Variant]:
-    """Variant 0 is canonical (1 = very inaccurate .. 5 = very accurate); later ones reverse or
-    shuffle the options and reword the instruction."""
-    rng = random.Random(seed)
-    out = [Variant(0, (1, 2, 3, 4, 5), INSTRUCTIONS[0])]
-    for i in range(1, n):
-        if i == 1:
-            order = (5, 4, 3, 2, 1)  # the most informative single perturbation: reversed scale
-        else:
-            perm = [1, 2, 3, 4, 5]
-            while tuple(perm) in {v.order for v in out}:
-                rng.shuffle(perm)
-            order = tuple(perm)
-        out.append(Variant(i, order, INSTRUCTIONS[i % len(INSTRUCTIONS)]))
+    """The five cyclic option orders (variant 0 canonical: 1 = very inaccurate .. 5 = very
+    accurate), then their reverses: over five variants every Likert value sits under every label
+    once, so a pure label-position preference cannot pass for a trait. Instructions are reworded."""
+    out = []
+    for i in range(min(n, 10)):
+        order = tuple((j + i) % 5 + 1 for j in range(5))
+        out.append(Variant(i, order if i < 5 else tuple(reversed(order)), INSTRUCTIONS[i % len(INSTRUCTIONS)]))
     return out
 
 
@@ -183,7 +176,8 @@ def administer(engine, system: str, items: list[Item], variants: list[Variant], 
         if used_mode in ("auto", "logprob"):
             try:
                 lps = batched_choice_logprobs(engine, msgs, list(LABELS), batch_size, progress)
-                item_scores = [score_item(label_probs(lp), var, it.key) for lp, it in zip(lps, items)]
+                item_scores = [{**score_item(label_probs(lp), var, it.key), "label_probs": label_probs(lp),
+                                "label_mass": sum(math.exp(x) for x in lp)} for lp, it in zip(lps, items)]
                 used_mode = "logprob"
             except NotImplementedError:
                 if used_mode == "logprob":
@@ -206,8 +200,11 @@ def administer(engine, system: str, items: list[Item], variants: list[Variant], 
         for it, s in zip(items, item_scores):
             rows.append({"variant": var.index, "item": it.idx, "domain": it.domain, "facet": it.facet,
                          "key": it.key, **({k: v for k, v in s.items()} if s else {"unanswered": True})})
+    scored = [r for r in rows if "label_probs" in r]
+    position = [sum(r["label_probs"][j] for r in scored) / len(scored) for j in range(5)] if scored else None
+    mass = sum(r["label_mass"] for r in scored) / len(scored) if scored else None
     return {"mode": used_mode, "variants": per_variant, "items": rows, "n_items": len(items),
-            "summary": summarize(per_variant)}
+            "summary": summarize(per_variant), "position_probs": position, "label_mass": mass}
 
 
 def summarize(per_variant: list[dict]) -> dict:

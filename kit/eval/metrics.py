@@ -43,17 +43,21 @@ def consistency(groups: list[list[str]], verdicts: list[dict], embed_fn, seed: i
 
 
 def distinctiveness(answers: list[dict], embed_fn, seed: int = 0) -> dict:
-    """Intra- vs cross-stage vs inter-persona similarity of answers to the same questions.
+    """Separation of greedy answers to the same questions, each asked in several wordings.
 
-    ``answers``: ``{"qid", "persona", "stage", "text"}``; several samples per (persona, stage)
-    give the intra-group similarity. Lower inter/cross than intra = more distinct. The
-    classifier tells personas (and this persona's stages) apart from the answer text alone.
+    ``answers``: ``{"qid", "persona", "stage", "wording", "text"}``. Per question: intra =
+    mean cosine between one (persona, stage)'s answers to different wordings; cross-stage =
+    between this persona's stages; inter = between personas. The gaps intra − inter and
+    intra − cross-stage (per question, so they pair across variants) say whether personas and
+    stages are told apart beyond rewording; above 0 = separated. Classifiers report balanced
+    accuracy against chance = 1 / classes.
     """
     if not answers:
         return {"n": 0}
     vecs = embed_fn([a["text"] for a in answers])
     sim = cosine_matrix(vecs, vecs)
-    pairs = {"intra": [], "cross_stage": [], "inter_persona": []}
+    pairs: dict = {"intra": [], "cross_stage": [], "inter_persona": []}
+    per_q: dict = {}
     for i in range(len(answers)):
         for j in range(i + 1, len(answers)):
             a, b = answers[i], answers[j]
@@ -63,14 +67,21 @@ def distinctiveness(answers: list[dict], embed_fn, seed: int = 0) -> dict:
                 kind = "inter_persona"
             elif a["stage"] != b["stage"]:
                 kind = "cross_stage"
-            else:
+            elif a.get("wording") != b.get("wording"):
                 kind = "intra"
+            else:
+                continue
             bleu = (sentence_bleu(a["text"], [b["text"]]) + sentence_bleu(b["text"], [a["text"]])) / 2
             pairs[kind].append((float(sim[i, j]), bleu))
+            per_q.setdefault(a["qid"], {}).setdefault(kind, []).append(float(sim[i, j]))
     out: dict = {"n": len(answers)}
     for kind, vals in pairs.items():
         out[kind] = {"cosine": bootstrap_ci([c for c, _ in vals], seed=seed),
                      "bleu": bootstrap_ci([b for _, b in vals], seed=seed), "pairs": len(vals)}
+    avg = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    for gap, other in (("persona_gap", "inter_persona"), ("stage_gap", "cross_stage")):
+        vals = {q: avg(d["intra"]) - avg(d[other]) for q, d in per_q.items() if d.get("intra") and d.get(other)}
+        out[gap] = {**bootstrap_ci(list(vals.values()), seed=seed), "per_question": vals}
     out["persona_classifier"] = classifier_accuracy(vecs, [a["persona"] for a in answers], seed=seed)
     main = answers[0]["persona"]
     own = [k for k, a in enumerate(answers) if a["persona"] == main]
@@ -88,4 +99,4 @@ def style(answers: list[str], passages: list[str], embed_fn, seed: int = 0) -> d
     best = cosine_matrix(a, p).max(axis=1).tolist()
     bleu = [sentence_bleu(x, passages) for x in answers]
     return {"cosine": bootstrap_ci(best, seed=seed), "bleu": bootstrap_ci(bleu, seed=seed),
-            "passages": len(passages)}
+            "passages": len(passages), "per_answer": best}

@@ -89,3 +89,16 @@ def consistency_questions(questions: list[Question], limit: int) -> list[Questio
 def distinct_questions(questions: list[Question], limit: int) -> list[Question]:
     """Questions any persona can answer (not anti-induction attacks tied to one identity)."""
     return _spread([q for q in questions if q.pattern != "anti_induction"], limit)
+
+
+def is_dev(q: Question, dev_share: float) -> bool:
+    """A stable dev/test assignment from the question's text (same text, same side, every run)."""
+    import hashlib
+
+    h = int.from_bytes(hashlib.sha256(q.text.strip().encode("utf-8")).digest()[:8], "big")
+    return h / 2 ** 64 < dev_share
+
+
+def split_questions(questions: list[Question], split: str, dev_share: float) -> list[Question]:
+    """The dev share is for tuning recipes; the test share is what reports quote. They never overlap."""
+    return [q for q in questions if is_dev(q, dev_share) == (split == "dev")]

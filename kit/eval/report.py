@@ -38,6 +38,8 @@ def headline(res: dict) -> dict:
         "cross_stage_cosine": ((dist.get("cross_stage") or {}).get("cosine") or {}).get("mean"),
         "inter_persona_cosine": ((dist.get("inter_persona") or {}).get("cosine") or {}).get("mean"),
         "inter_persona_bleu": ((dist.get("inter_persona") or {}).get("bleu") or {}).get("mean"),
+        "persona_gap": (dist.get("persona_gap") or {}).get("mean"),
+        "stage_gap": (dist.get("stage_gap") or {}).get("mean"),
         "persona_classifier": (dist.get("persona_classifier") or {}).get("accuracy"),
         "stage_classifier": (dist.get("stage_classifier") or {}).get("accuracy"),
         "style_cosine": ((res.get("style") or {}).get("cosine") or {}).get("mean"),
@@ -52,67 +54,73 @@ LOWER_IS_BETTER = {"big_five_mae", "big_five_rmse", "big_five_spread", "cross_st
                    "inter_persona_cosine", "inter_persona_bleu"}
 
 
+PAIRED_LOWER_IS_BETTER = {"big_five_item_error"}
+
+
 def report_md(results: dict, persona) -> str:
+    from kit.eval.report_sections import big_five_section, calibration_section, held_out_section, verdict_section
+
     vs = results["variants"]
     names = list(vs)
     lines = [f"# Evaluation: {persona.name} ({results['model']})", "",
-             f"Judge: **{results['judge']}**. Variants: {', '.join(names)}. "
-             "Intervals are 95% bootstrap CIs over items."
+             f"Judge: **{results['judge']}** ({results.get('judge_model', '?')}). Variants: {', '.join(names)}. "
+             "Intervals are 95% bootstrap CIs over items; all answers are greedy."
              + (f" System prompts: prompted = the full persona description; trained variants = "
                 f"the {results['prompt_style']} prompt they were trained with." if results.get("prompt_style") else "")
              + (f" Not evaluated (no adapter/GGUF found): {', '.join(results['skipped_variants'])}."
                 if results.get("skipped_variants") else ""), ""]
+    lines += verdict_section(results)
+    lines += calibration_section(results.get("judge_calibration"))
+    lines += held_out_section(results.get("held_out"))
+    interpretable = _big_five_valid(results)
     lines += ["## Summary", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     heads = {n: headline(vs[n]) for n in names}
     for key in next(iter(heads.values()), {}):
         arrow = " (lower is better)" if key in LOWER_IS_BETTER else ""
-        lines.append(f"| {key}{arrow} | " + " | ".join(_f(heads[n][key]) for n in names) + " |")
+        hide = key.startswith("big_five_mae") or key.startswith("big_five_rmse")
+        cells = [("not interpretable" if hide and not interpretable else _f(heads[n][key])) for n in names]
+        lines.append(f"| {key}{arrow} | " + " | ".join(cells) + " |")
     lines += ["", "![Big Five](big_five_radar.png)", "", "![metrics](metrics_bar.png)", "",
               "![distinctiveness](distinctiveness.png)", ""]
-    lines += ["## Big Five (IPIP-NEO-120)", ""]
-    first_bf = next((vs[n]["big_five"] for n in names if vs[n].get("big_five")), None)
-    if first_bf:
-        tgt = first_bf.get("target") or {}
-        lines += ["| domain | target | " + " | ".join(f"{n} (EV ± spread)" for n in names) + " |",
-                  "|---|---|" + "---|" * len(names)]
-        for t in TRAITS:
-            cells = []
-            for n in names:
-                s = (vs[n].get("big_five") or {}).get("summary", {}).get("expected", {}).get(t, {})
-                cells.append(f"{_f(s.get('mean'))} ± {_f(s.get('spread'))}")
-            lines.append(f"| {TRAIT_NAMES[t]} | {_f(tgt.get(t))} | " + " | ".join(cells) + " |")
-        lines += ["", f"Items: {first_bf['n_items']}, administrations per variant: {len(first_bf['variants'])} "
-                  "(option order shuffled and instruction reworded; spread = max − min over administrations). "
-                  f"Scoring mode: {first_bf['mode']}.", ""]
-        for n in names:
-            bf = vs[n].get("big_five") or {}
-            if bf.get("error_expected"):
-                lines.append(f"- {n}: MAE {_f(bf['error_expected']['mae'])}, RMSE {_f(bf['error_expected']['rmse'])} "
-                             f"(expected value); argmax MAE {_f((bf.get('error_argmax') or {}).get('mae'))}")
-        lines.append("")
-    lines += ["## Judged and similarity metrics", "", "| metric | " + " | ".join(names) + " |",
-              "|---|" + "---|" * len(names)]
+    lines += big_five_section(vs, names, interpretable)
+    lines += _similarity_section(vs, names)
+    lines += ["", "Every answer with its judgement (and the judging prompt) is in `answers.jsonl`.", ""]
+    return "\n".join(lines)
+
+
+def _big_five_valid(results: dict) -> bool:
+    """The known-groups check on the prompted model decides whether any Big Five MAE is read."""
+    bf = (results["variants"].get("prompted") or {}).get("big_five") or {}
+    return bool((bf.get("validity") or {}).get("passed"))
+
+
+def _similarity_section(vs: dict, names: list[str]) -> list[str]:
+    lines = ["## Judged and similarity metrics", "", "| metric | " + " | ".join(names) + " |",
+             "|---|" + "---|" * len(names)]
+    dist = lambda r, k: (r.get("distinctiveness") or {}).get(k) or {}  # noqa: E731
     rowdefs = [("induction resistance", lambda r: r.get("induction")),
                ("knowledge accuracy", lambda r: r.get("knowledge")),
                ("consistency (embedding)", lambda r: (r.get("consistency") or {}).get("embedding")),
                ("consistency (judge)", lambda r: (r.get("consistency") or {}).get("judge")),
-               ("intra-persona cosine", lambda r: ((r.get("distinctiveness") or {}).get("intra") or {}).get("cosine")),
-               ("cross-stage cosine", lambda r: ((r.get("distinctiveness") or {}).get("cross_stage") or {}).get("cosine")),
-               ("inter-persona cosine", lambda r: ((r.get("distinctiveness") or {}).get("inter_persona") or {}).get("cosine")),
-               ("intra-persona BLEU", lambda r: ((r.get("distinctiveness") or {}).get("intra") or {}).get("bleu")),
-               ("inter-persona BLEU", lambda r: ((r.get("distinctiveness") or {}).get("inter_persona") or {}).get("bleu")),
+               ("intra-persona cosine (between wordings)", lambda r: dist(r, "intra").get("cosine")),
+               ("cross-stage cosine", lambda r: dist(r, "cross_stage").get("cosine")),
+               ("inter-persona cosine", lambda r: dist(r, "inter_persona").get("cosine")),
+               ("persona gap: intra − inter", lambda r: dist(r, "persona_gap")),
+               ("stage gap: intra − cross-stage", lambda r: dist(r, "stage_gap")),
+               ("intra-persona BLEU", lambda r: dist(r, "intra").get("bleu")),
+               ("inter-persona BLEU", lambda r: dist(r, "inter_persona").get("bleu")),
                ("style cosine", lambda r: (r.get("style") or {}).get("cosine")),
                ("style BLEU", lambda r: (r.get("style") or {}).get("bleu"))]
     for label, get in rowdefs:
         lines.append(f"| {label} | " + " | ".join(_ci(get(vs[n])) for n in names) + " |")
-    lines += ["", "Classifier accuracy (5-fold logistic regression on answer embeddings; chance in brackets):", ""]
+    lines += ["", "Classifiers (5-fold logistic regression on answer embeddings; balanced accuracy, chance "
+              "= 1 / classes in brackets):", ""]
     for n in names:
         d = vs[n].get("distinctiveness") or {}
         pc, sc = d.get("persona_classifier") or {}, d.get("stage_classifier") or {}
         lines.append(f"- {n}: persona {_f(pc.get('accuracy'))} [{_f(pc.get('chance'))}], "
                      f"stage {_f(sc.get('accuracy'))} [{_f(sc.get('chance'))}]")
-    lines += ["", "Every answer with its judgement (and the judging prompt) is in `answers.jsonl`.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def plots(out_dir: Path, results: dict) -> list[str]:
@@ -182,7 +190,14 @@ def plots(out_dir: Path, results: dict) -> list[str]:
 
 def write_outputs(out_dir: Path, results: dict, rows: list[dict], persona) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    results["headline"] = {n: headline(r) for n, r in results["variants"].items()}
+    from kit.eval.paired import compare_variants
+
+    vs = results["variants"]
+    base = "prompted" if "prompted" in vs else None
+    results["comparisons"] = {n: compare_variants(r.get("paired") or {}, vs[base].get("paired") or {},
+                                                  PAIRED_LOWER_IS_BETTER, seed=results.get("seed", 0))
+                              for n, r in vs.items() if base and n != base}
+    results["headline"] = {n: headline(r) for n, r in vs.items()}
     results["plots"] = plots(out_dir, results)
     write_jsonl(out_dir / "answers.jsonl", rows)
     atomic_write_json(out_dir / "results.json", results)

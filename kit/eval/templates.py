@@ -1,21 +1,5 @@
-"""Render the eval prompt templates (``kit/prompts/eval_*.j2``)."""
+"""Render the eval prompt templates (``kit/prompts/eval_*.j2``) with the one shared renderer."""
 
-from __future__ import annotations
+from kit.judge.prompts import render
 
-from functools import lru_cache
-from importlib import resources
-
-
-@lru_cache(maxsize=None)
-def _template(name: str):
-    import jinja2
-
-    src = resources.files("kit").joinpath("prompts", name).read_text(encoding="utf-8")
-    # keep_trailing_newline=False and trimmed blocks: the templates read like the prompt they make.
-    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
-                             autoescape=False)
-    return env.from_string(src)
-
-
-def render(name: str, **values) -> str:
-    return _template(name).render(**values).strip()
+__all__ = ["render"]
