@@ -59,3 +59,13 @@ def test_item_errors_pair_by_item():
     assert len(errs) == 10
     it = items[0]
     assert errs[str(it.idx)] == pytest.approx(abs(3.0 + 0.01 * (it.idx % 3) - TARGET[it.domain]))
+
+
+def test_dev_and_test_splits_never_overlap():
+    from kit.eval.questions import Question, split_questions
+
+    qs = [Question(qid=f"q{i}", text=f"Question number {i}?", stage="s", pattern="ordinary") for i in range(200)]
+    dev, test = split_questions(qs, "dev", 0.3), split_questions(qs, "test", 0.3)
+    assert not {q.qid for q in dev} & {q.qid for q in test} and len(dev) + len(test) == 200
+    assert 40 < len(dev) < 80  # about 30%
+    assert split_questions(qs, "dev", 0.3) == dev  # stable

@@ -56,6 +56,7 @@ eval:
   distinct_questions: 3
   samples: 2
   judge: teacher
+  dev_share: 0
   contrast_personas: [personas/other]
 """)
     run = tmp / "run"
@@ -120,6 +121,14 @@ def test_eval_cli_end_to_end(tmp_path, tiny_llama):
         assert d["intra"]["pairs"] and d["cross_stage"]["pairs"] and d["inter_persona"]["pairs"]
         assert d["persona_classifier"]["classes"] == 2 and d["stage_classifier"]["classes"] == 2
         assert v["style"]["cosine"]["n"] > 0 and v["style"]["passages"] == 1
+        assert bf["nulls"]["constant_3"] is not None and 0 < bf["label_mass"] <= 1.0001
+        assert set(v["paired"]) >= {"induction", "knowledge", "big_five_item_error", "style_cosine"}
+    # the known-groups check runs on the prompted model (Sam Vale's targets differ from Mira's)
+    assert "passed" in res["variants"]["prompted"]["big_five"]["validity"]
+    rows = res["comparisons"]["sft"]
+    assert rows and all(r["verdict"] in ("better", "worse", "no detectable difference", "too few items") for r in rows)
+    cal = res["judge_calibration"]
+    assert cal["rules"]["all"]["n"] == cal["items"] >= 60 and "model" in cal and res["held_out"]["split"] == "test"
     # The adapter really changed the model.
     assert res["variants"]["prompted"]["big_five"]["summary"] != res["variants"]["sft"]["big_five"]["summary"]
     answers = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
@@ -129,6 +138,7 @@ def test_eval_cli_end_to_end(tmp_path, tiny_llama):
     assert {a["metric"] for a in answers} == {"big_five", "induction", "knowledge", "consistency", "distinctiveness"}
     report = (out / "report.md").read_text()
     assert "| induction_resistance |" in report and "openness" in report
+    assert "## Verdicts" in report and "## Judge calibration" in report and "constant 3" in report
     for png in ("big_five_radar.png", "metrics_bar.png", "distinctiveness.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "manifest.json").read_text())["status"] == "done"
