@@ -177,27 +177,7 @@ def run_eval(loaded, lp, run, *, console=None) -> dict:
     parts = out_dir / "parts"
     contrasts = contrast_engines(inputs, base, loaded)
     for name in variants:
-        part = parts / f"{name}.json"
-        if part.exists():
-            import json
-
-            saved = json.loads(part.read_text(encoding="utf-8"))
-            if saved.get("inputs_hash") == h:  # finished before an interruption: reuse
-                results["variants"][name] = saved["results"]
-                all_rows += read_jsonl(parts / f"{name}.answers.jsonl")
-                continue
-        t0 = time.perf_counter()
-        engine = make_engine(name, inputs, base)
-        try:
-            with _progress(console, f"eval {name}") as tick:
-                res, rows = evaluate_variant(engine, inputs, judge, progress=tick, contrast_engines=contrasts,
-                                             log=console.print if console is not None else None)
-        finally:
-            engine.close()
-        res["wall_s"] = round(time.perf_counter() - t0, 2)
-        write_jsonl(parts / f"{name}.answers.jsonl", rows)
-        atomic_write_json(part, {"inputs_hash": h, "results": res})
-        results["variants"][name] = res
+        results["variants"][name], rows = _variant(name, inputs, judge, base, contrasts, parts, h, console)
         all_rows += rows
     for e in contrasts.values():
         e.close()
@@ -212,6 +192,29 @@ def run_eval(loaded, lp, run, *, console=None) -> dict:
 
     stage.finish(counts={"variants": len(variants), "answers": len(all_rows)}, peak_rss_mb=peak_rss_mb())
     return results
+
+
+def _variant(name: str, inputs: Inputs, judge, base, contrasts, parts: Path, h: str, console):
+    """One variant's results and answer rows: reused from eval/parts when its inputs match."""
+    part = parts / f"{name}.json"
+    if part.exists():
+        import json
+
+        saved = json.loads(part.read_text(encoding="utf-8"))
+        if saved.get("inputs_hash") == h:  # finished before an interruption: reuse
+            return saved["results"], read_jsonl(parts / f"{name}.answers.jsonl")
+    t0 = time.perf_counter()
+    engine = make_engine(name, inputs, base)
+    try:
+        with _progress(console, f"eval {name}") as tick:
+            res, rows = evaluate_variant(engine, inputs, judge, progress=tick, contrast_engines=contrasts,
+                                         log=console.print if console is not None else None)
+    finally:
+        engine.close()
+    res["wall_s"] = round(time.perf_counter() - t0, 2)
+    write_jsonl(parts / f"{name}.answers.jsonl", rows)
+    atomic_write_json(part, {"inputs_hash": h, "results": res})
+    return res, rows
 
 
 def _make_judge(loaded, run):
