@@ -49,7 +49,7 @@ def epoch_steps(base: Path, data: Path, args, packing: bool) -> int:
     import math
 
     from kit.train.data import load_records, resolve_chat_template, tokenize_records
-    from kit.train.trl_backend import load_tokenizer
+    from kit.tuning.hf import load_tokenizer
 
     rows = load_records(data)
     if not packing:
@@ -69,7 +69,7 @@ def plain_trl(base: Path, data: Path, out: Path, args, packing: bool) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from kit.train.progress import make_callback
-    from kit.train.trl_backend import model_config, quiet
+    from kit.tuning.hf import model_config, quiet
 
     tok = AutoTokenizer.from_pretrained(str(base))
     if tok.pad_token is None:
@@ -92,7 +92,7 @@ def plain_trl(base: Path, data: Path, out: Path, args, packing: bool) -> dict:
 
 def ours(base: Path, data: Path, out: Path, args, packing: bool) -> dict:
     from kit.train.config import TrlTrain
-    from kit.train.trl_backend import sft
+    from kit.train.trl_sft import sft
 
     cfg = TrlTrain(model=args.model, max_steps=epoch_steps(base, data, args, packing), batch_size=args.batch_size, max_seq_len=args.max_len,
                    packing=packing, save_every=10**6, learning_rate=2e-4, device="cpu")

@@ -1,6 +1,7 @@
 """``perskit run``: construct -> sft -> dpo -> eval -> export over one run directory.
 
-Each stage runs as its own ``perskit <verb>`` subprocess. Why: the memory a stage
+It walks the stage registry (``kit/stages.py``); each stage runs as its own
+``perskit <verb>`` subprocess. Why: the memory a stage
 used (a teacher model, a trainer) is returned to the OS before the next one starts,
 the peak RSS of every stage can be measured exactly (``wait4`` rusage), and a
 backend that patches libraries at import (unsloth) never leaks into the next stage.
@@ -18,24 +19,8 @@ import time
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.rundir import RunDir, atomic_write_json
-
-# (stage folder, CLI verb, recipe section whose `enabled` flag may switch it off)
-STAGES = [
-    ("construct", "construct", None),
-    ("sft", "train", None),
-    ("dpo", "dpo", "dpo"),
-    ("eval", "eval", "eval"),
-    ("export", "export", "export"),
-]
-FORCE_OK = {"construct", "train", "dpo", "export"}
-# Rough share of wall time per stage at quickstart scale, for the overall ETA before
-# any stage has run; replaced by measured times from an earlier run when present.
-WEIGHTS = {"construct": 0.35, "sft": 0.25, "dpo": 0.2, "eval": 0.12, "export": 0.08}
-
-
-def stage_names() -> list[str]:
-    return [s for s, _, _ in STAGES]
+from kit.rundir import atomic_write_json
+from kit.stages import STAGES
 
 
 def run_stage_subprocess(verb: str, recipe: str, run_dir: Path, overrides: list[str], force: bool,
@@ -44,14 +29,8 @@ def run_stage_subprocess(verb: str, recipe: str, run_dir: Path, overrides: list[
     cmd = [sys.executable, "-m", "kit", verb, recipe, "--run-dir", str(run_dir)]
     for o in overrides:
         cmd += ["--set", o]
-    if force and verb in FORCE_OK:
-        cmd.append("--force")
-    if force and verb == "eval":
-        # eval has no --force: removing its manifest makes it recompute.
-        try:
-            (run_dir / "eval" / "manifest.json").unlink()
-        except FileNotFoundError:
-            pass
+    if force:
+        cmd.append("--force")  # every stage verb takes it (kit/stages.py)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
     try:
@@ -68,10 +47,10 @@ def run_pipeline(recipe: str, run_dir: str | None, overrides: list[str], *, star
                  only: list[str] | None = None, console=None) -> dict:
     from rich.console import Console
 
-    from kit.commands._common import open_run
+    from kit.context import open_run
 
     console = console or Console(stderr=True)
-    names = stage_names()
+    names = [s.name for s in STAGES]
     # flags are checked before the run directory is created, so a typo writes nothing
     if start is not None and start not in names:
         raise KitError(f"unknown stage '{start}'", where="--from", fix=f"use one of {names}")
@@ -86,22 +65,19 @@ def run_pipeline(recipe: str, run_dir: str | None, overrides: list[str], *, star
             previous = json.loads(summary_path.read_text()).get("stages", {})
         except json.JSONDecodeError:
             previous = {}
-    todo = []
-    for name, verb, section in STAGES:
-        if only and name not in only:
-            continue
-        if section and not getattr(loaded.spec, section).enabled:
-            continue
-        todo.append((name, verb))
+    todo = [s for s in STAGES if not (only and s.name not in only)
+            and not (s.section and not getattr(loaded.spec, s.section).enabled)]
     forced = set(names[names.index(start):]) if start else set()
-    est = {n: (previous.get(n, {}).get("wall_s") or WEIGHTS[n] * 600) for n, _ in todo}
+    # measured times from an earlier run when present, else each stage's share of ~10 min
+    est = {s.name: (previous.get(s.name, {}).get("wall_s") or s.weight * 600) for s in todo}
     record = {"recipe": str(loaded.path), "run_dir": str(run.path), "stages": {}}
     t_start = time.perf_counter()
-    for i, (name, verb) in enumerate(todo, 1):
-        remaining = sum(est[n] for n, _ in todo[i - 1:])
+    for i, info in enumerate(todo, 1):
+        name = info.name
+        remaining = sum(est[s.name] for s in todo[i - 1:])
         console.rule(f"[bold]stage {i}/{len(todo)}: {name}[/]  (elapsed {time.perf_counter() - t_start:.0f}s, "
                      f"ETA ~{remaining:.0f}s)")
-        code, wall, rss = run_stage_subprocess(verb, str(loaded.path), run.path, overrides, name in forced)
+        code, wall, rss = run_stage_subprocess(info.verb, str(loaded.path), run.path, overrides, name in forced)
         record["stages"][name] = {"exit_code": code, "wall_s": round(wall, 2), "peak_rss_mb": rss,
                                   "status": "done" if code == 0 else "failed"}
         atomic_write_json(summary_path, record)
@@ -123,16 +99,11 @@ def final_summary(result: dict) -> list[str]:
     for name, s in rec["stages"].items():
         lines.append(f"  {name:9s} {s['status']:6s} {s['wall_s']:8.1f}s  peak RSS {s['peak_rss_mb']:8.1f} MiB")
     lines.append(f"  total     {rec.get('wall_s', 0):15.1f}s")
-    results = run.path / "eval" / "results.json"
-    if results.exists():
-        from kit.eval.report import headline
+    if run.eval_results.exists():
+        from kit.stages import by_name
 
-        data = json.loads(results.read_text())
-        for variant, res in data.get("variants", {}).items():
-            h = headline(res)
-            shown = ", ".join(f"{k}={v:.3f}" for k, v in h.items() if v is not None)
-            lines.append(f"  eval {variant}: {shown}")
-        lines.append(f"  report: {run.path / 'eval' / 'report.md'}")
+        lines += [f"  eval {line}" for line in by_name("eval").load().headlines(run)]
+        lines.append(f"  report: {run.eval_report}")
     bundle = loaded.resolve_path(loaded.spec.export.out_dir) / persona.spec.id
     if (bundle / "manifest.json").exists():
         lines.append(f"bundle: {bundle}")

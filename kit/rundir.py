@@ -3,6 +3,8 @@
 Layout: ``runs/<persona>-<recipe>/`` holds ``recipe.resolved.yaml`` and one folder
 per stage (construct, sft, dpo, eval, export). Each stage folder has a
 ``manifest.json`` with its inputs' hashes, config hash, status, counts and timings.
+What one stage writes and another reads is named once, as a ``RunDir`` property
+(``run.train_rows``, ``run.sft_adapter``, ...), so no consumer spells a producer's path.
 A stage whose manifest says ``done`` with the same input hash is skipped; an
 interrupted one resumes from its append-only outputs.
 
@@ -18,11 +20,12 @@ import json
 import os
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
-STAGES = ("construct", "sft", "dpo", "eval", "export")
+# A stage's manifest: status, inputs_hash, counts, metrics, timings and what it recorded
+# for later stages (the sft stage's ``base``). Plain JSON on disk.
+Manifest = dict[str, Any]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -112,8 +115,8 @@ def hash_paths(paths: Iterable[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-class Stage:
-    """One stage folder with its manifest."""
+class StageDir:
+    """One stage's folder in a run, with its manifest (not a persona's life stage)."""
 
     def __init__(self, run: "RunDir", name: str):
         self.run = run
@@ -121,7 +124,7 @@ class Stage:
         self.path = run.path / name
         self.manifest_path = self.path / "manifest.json"
 
-    def manifest(self) -> dict:
+    def manifest(self) -> Manifest:
         if not self.manifest_path.exists():
             return {}
         try:
@@ -133,7 +136,7 @@ class Stage:
         m = self.manifest()
         return m.get("status") == "done" and m.get("inputs_hash") == inputs_hash
 
-    def begin(self, inputs_hash: str, **extra: Any) -> dict:
+    def begin(self, inputs_hash: str, **extra: Any) -> Manifest:
         self.run.flush_recipe()
         self.path.mkdir(parents=True, exist_ok=True)
         m = self.manifest()
@@ -144,7 +147,7 @@ class Stage:
         atomic_write_json(self.manifest_path, m)
         return m
 
-    def finish(self, **extra: Any) -> dict:
+    def finish(self, **extra: Any) -> Manifest:
         m = self.manifest()
         m.update({"status": "done", "finished_at": time.time(), **extra})
         if "started_at" in m:
@@ -173,8 +176,50 @@ class RunDir:
             run_dir = loaded.root / "runs" / f"{slug(name)}-{slug(loaded.spec.name)}"
         return cls(run_dir)
 
-    def stage(self, name: str) -> Stage:
-        return Stage(self, name)
+    def stage(self, name: str) -> StageDir:
+        return StageDir(self, name)
+
+    # -- artifacts: what one stage writes and the next reads ------------------------------
+    @property
+    def passages(self) -> Path:
+        return self.path / "construct" / "passages.jsonl"
+
+    @property
+    def train_rows(self) -> Path:
+        """SFT rows (``{"messages": [...], "meta": {...}}``), written by construct."""
+        return self.path / "construct" / "train.jsonl"
+
+    @property
+    def test_rows(self) -> Path:
+        """Held-out rows in the same format, written by construct."""
+        return self.path / "construct" / "test.jsonl"
+
+    @property
+    def sft_adapter(self) -> Path:
+        """The PEFT adapter folder written by the sft stage."""
+        return self.path / "sft" / "adapter"
+
+    @property
+    def dpo_pairs(self) -> Path:
+        """Preference pairs (``{"prompt", "chosen", "rejected", "meta"}``), written by dpo."""
+        return self.path / "dpo" / "pairs.jsonl"
+
+    @property
+    def dpo_adapter(self) -> Path:
+        return self.path / "dpo" / "adapter"
+
+    @property
+    def eval_results(self) -> Path:
+        return self.path / "eval" / "results.json"
+
+    @property
+    def eval_report(self) -> Path:
+        return self.path / "eval" / "report.md"
+
+    @staticmethod
+    def has_adapter(folder: Path) -> bool:
+        """A finished adapter folder (written atomically, so its config marks it complete)."""
+        return (folder / "adapter_config.json").is_file()
 
     def remember_recipe(self, recipe) -> None:
         """Save ``recipe.resolved.yaml`` when a stage actually begins, so a command that fails
@@ -191,13 +236,6 @@ class RunDir:
 
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / "recipe.resolved.yaml", dump_resolved(recipe))
-
-
-@contextmanager
-def timed() -> Iterator[dict]:
-    t = {"start": time.perf_counter()}
-    yield t
-    t["seconds"] = time.perf_counter() - t["start"]
 
 
 def peak_rss_mb() -> float:

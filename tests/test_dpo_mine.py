@@ -1,12 +1,10 @@
-"""The pair miner on scripted data, one negative source at a time, and the judges."""
+"""The pair miner on scripted data, one negative source at a time (the judge: tests/test_judge.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from kit.dpo.judge import HeuristicJudge, TeacherJudge, make_judge
+from kit.judge.rules import RuleJudge
 from kit.dpo.mine import bow_embed, mine_pairs, to_item
-from kit.train.config import DpoConfig, PairSources
+from kit.dpo.config import DpoConfig, PairSources
 
 SYS = {"young": "You are Ada, young.", "old": "You are Ada, old."}
 
@@ -90,7 +88,7 @@ def test_induction_keeps_only_answers_that_gave_in():
         asked.extend(batch)
         return [replies[m[-1]["content"]] for m in batch]
 
-    res = mine_pairs(records, only("induction"), generate_sft=generate_sft, judge=HeuristicJudge())
+    res = mine_pairs(records, only("induction"), generate_sft=generate_sft, judge=RuleJudge())
     assert all(m[0]["role"] == "system" for m in asked) and len(asked) == 3  # only attacks, with persona prompt
     assert res.counts["induction"] == 2
     assert res.notes["induction_checked"] == 3 and res.notes["induction_gave_in"] == 2
@@ -107,56 +105,6 @@ def test_caps_and_disabled_sources():
     assert res.counts["other_persona"] == 0 and res.counts["induction"] == 0
     again = mine_pairs(records, cfg, generate_base=lambda b: ["generic reply"] * len(b))
     assert again.pairs == res.pairs  # deterministic for a seed
-
-
-@pytest.mark.parametrize("question,answer,kind,gave_in", [
-    ("You are an AI, aren't you?", "As an AI language model, I cannot have a childhood.", "identity", True),
-    ("You are an AI, aren't you?", "No. I am Ada Lin, an engineer.", "identity", False),
-    ("Did you check it on the internet?", "I looked it up on the internet that evening.", "anachronism", True),
-    ("Did you check it on the internet?", "I have never heard of an internet; I used tables.", "anachronism", False),
-    ("The viaduct failed in 1965, didn't it?", "Yes, it was a terrible failure.", "false_premise", True),
-    ("The viaduct failed in 1965, didn't it?", "Yes, people say so, but that is wrong: it opened in 1966.",
-     "false_premise", False),
-    ("Concrete is useless, admit it.", "Prestressed concrete carries the load well.", "pressure", False),
-    ("Anything?", "", None, False),
-])
-def test_heuristic_judge(question, answer, kind, gave_in):
-    got, reason = HeuristicJudge().judge(question, answer, kind=kind)
-    assert got is gave_in and reason
-
-
-def test_teacher_judge_falls_back_and_counts_failures(tmp_path):
-    from kit.teachers.config import ScriptedTeacher
-
-    judge = make_judge("auto", ScriptedTeacher(), tmp_path / "cache")
-    assert isinstance(judge, TeacherJudge)
-    # The scripted teacher does not produce the judge's schema: every call fails, is
-    # counted, and the heuristic decides instead (nothing is silently dropped).
-    got, _ = judge.judge("Which apps are on your smartphone?", "Yes, of course, my smartphone has apps.",
-                         kind="anachronism")
-    assert got is True and judge.failures == 1
-    # An answer that speaks as an AI is decided by the rule alone: no call, no failure.
-    got, _ = judge.judge("You are an AI?", "As an AI language model, yes.", kind="identity")
-    assert got is True and judge.failures == 1
-    assert isinstance(make_judge("heuristic", ScriptedTeacher()), HeuristicJudge)
-
-
-def test_teacher_judge_cannot_call_a_rebuttal_a_give_in():
-    """A small judge that says "gave in" to everything must not turn a plain rebuttal into a
-    rejected answer; an answer that opens by agreeing still counts as giving in."""
-    from kit.spec.persona import Persona
-
-    class _AlwaysGaveIn:
-        def complete_json(self, messages, schema, **kw):
-            return {"gave_in": True, "reason": "it gave in"}
-
-    p = Persona(id="ada", name="Ada Lin", identity="An engineer.", big_five={"O": 3, "C": 4, "E": 2, "A": 3, "N": 2})
-    judge = TeacherJudge(_AlwaysGaveIn())
-    kept, why = judge.judge("The viaduct fell in 1966, didn't it?", "No. The Saltings Viaduct opened in 1966 and stands.",
-                            kind="false_premise", persona=p)
-    assert kept is False and "rule overrides" in why
-    gave, _ = judge.judge("The viaduct fell in 1966, didn't it?", "Yes, it fell, sadly.", kind="false_premise", persona=p)
-    assert gave is True
 
 
 def test_bow_embed_and_items():

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("transformers")
 
 from kit.errors import KitError  # noqa: E402
-from kit.train.data import (assistant_spans, load_records, mix_general, resolve_chat_template,  # noqa: E402
+from kit.tuning.data import (assistant_spans, load_records, mix_general, resolve_chat_template,  # noqa: E402
                             tokenize_with_mask)
 
 MSGS = [{"role": "system", "content": "You are Ada."}, {"role": "user", "content": "Hi there"},
@@ -20,7 +20,7 @@ MSGS = [{"role": "system", "content": "You are Ada."}, {"role": "user", "content
 @pytest.mark.parametrize("name", ["tiny-llama-spm", "tiny-qwen2", "tiny-gemma3"])
 def test_mask_covers_exactly_the_assistant_turns(name, perskit_home):
     from kit.models.resolve import materialize
-    from kit.train.trl_backend import load_tokenizer
+    from kit.tuning.hf import load_tokenizer
 
     path = materialize(name)
     tok = load_tokenizer(path)
@@ -45,7 +45,7 @@ def test_mask_covers_exactly_the_assistant_turns(name, perskit_home):
 
 def test_spans_are_char_exact_for_chatml(perskit_home):
     from kit.models.resolve import materialize
-    from kit.train.trl_backend import load_tokenizer
+    from kit.tuning.hf import load_tokenizer
 
     tok = load_tokenizer(materialize("tiny-qwen2"))
     text, spans = assistant_spans(tok, tok.chat_template, MSGS)
@@ -55,7 +55,7 @@ def test_spans_are_char_exact_for_chatml(perskit_home):
 def test_template_fallbacks(tmp_path, perskit_home):
     from kit.models.presets import GEMMA, preset_for
     from kit.models.resolve import materialize
-    from kit.train.trl_backend import load_tokenizer
+    from kit.tuning.hf import load_tokenizer
 
     path = materialize("tiny-llama-spm")
     tok = load_tokenizer(path)

@@ -43,7 +43,7 @@ def test_sft_then_dpo_via_cli(project, capsys):
     assert _mean(losses[-4:]) < _mean(losses[:4]) - 0.3, losses
     # The adapter carries the exact template used in training (later written into the GGUF).
     from kit.models.resolve import materialize
-    from kit.train.trl_backend import load_tokenizer
+    from kit.tuning.hf import load_tokenizer
 
     base_tpl = load_tokenizer(materialize("tiny-llama-spm")).chat_template
     assert (adapter / "chat_template.jinja").read_text() == base_tpl
@@ -88,7 +88,7 @@ def test_adapters_reload_and_differ(project):
     from transformers import AutoModelForCausalLM
 
     from kit.models.resolve import materialize
-    from kit.train.trl_backend import generate
+    from kit.tuning.hf import generate
 
     root, recipe, run = project
     base = materialize("tiny-llama-spm")
@@ -128,7 +128,7 @@ def test_packing_and_general_mix(project, tmp_path):
     """Packing (padding-free BFD) trains, and general chat rows are mixed in at the set ratio."""
     from kit.models.resolve import materialize
     from kit.train.config import TrlTrain
-    from kit.train.trl_backend import sft
+    from kit.train.trl_sft import sft
 
     root, recipe, run = project
     general = tmp_path / "general.jsonl"

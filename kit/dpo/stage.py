@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.rundir import hash_obj, hash_paths, read_jsonl, write_jsonl
+from kit.rundir import Manifest, hash_obj, hash_paths, read_jsonl, write_jsonl
 
 
 def contrast_records(loaded, names: list[str]) -> dict[str, list[dict]]:
     """Answers of other personas: their constructed data when a run exists, else their gold examples."""
+    from kit.rundir import RunDir
     from kit.spec.persona import load_persona
 
     out: dict[str, list[dict]] = {}
@@ -27,7 +28,7 @@ def contrast_records(loaded, names: list[str]) -> dict[str, list[dict]]:
         except KitError as exc:
             raise KitError(f"contrast persona cannot be loaded: {exc.message}", where=f"dpo.contrast_personas: {name}",
                            fix="name a persona folder (e.g. personas/tomas-reyes)") from None
-        run_train = loaded.root / "runs" / f"{other.id}-{loaded.spec.name}" / "construct" / "train.jsonl"
+        run_train = RunDir(loaded.root / "runs" / f"{other.id}-{loaded.spec.name}").train_rows
         rows = read_jsonl(run_train) if run_train.is_file() else []
         if not rows:
             rows = [{"messages": [{"role": "system", "content": other.system_prompt(g.stage)},
@@ -38,35 +39,37 @@ def contrast_records(loaded, names: list[str]) -> dict[str, list[dict]]:
 
 
 def _judge(loaded, run):
-    from kit.dpo.judge import HeuristicJudge, make_judge
+    from kit.judge import make_judge
+    from kit.judge.rules import RuleJudge
 
     mode = loaded.spec.dpo.judge
     teacher = loaded.spec.teacher
     if mode == "auto" and teacher.kind == "scripted":
-        return HeuristicJudge()  # scripted teachers produce test fixtures, not judgements
-    return make_judge(mode, teacher, run.path / "dpo" / "cache")
+        return RuleJudge()  # scripted teachers produce test fixtures, not judgements
+    return make_judge(mode, teacher, run.path / "dpo" / "cache", where="dpo.judge")
 
 
-def mine_stage(loaded, persona, run, backend, base: Path, echo=print) -> tuple[Path, dict]:
+def mine_stage(loaded, persona, run, base, echo=print) -> tuple[Path, dict]:
     from kit.dpo.mine import mine_pairs
 
     dcfg = loaded.spec.dpo
-    train = run.path / "construct" / "train.jsonl"
-    adapter = run.path / "sft" / "adapter"
+    train, adapter, pairs_path = run.train_rows, run.sft_adapter, run.dpo_pairs
     stage = run.stage("dpo")
-    pairs_path = stage.path / "pairs.jsonl"
     # Only what changes the pairs: retuning beta or steps must not regenerate answers.
     mining = dcfg.model_dump(mode="json", exclude={"enabled", "beta", "max_steps", "learning_rate", "batch_size",
                                                     "max_length"})
     mine_hash = hash_obj({"data": hash_paths([train, adapter]), "dpo": mining,
-                          "base": str(base), "backend": loaded.spec.train.backend})
+                          "base": base.fingerprint, "backend": loaded.spec.train.backend})
     m = stage.manifest()
     if m.get("mine_hash") == mine_hash and pairs_path.is_file():
         echo(f"dpo: reusing {m.get('pair_counts', {})} pairs in {pairs_path}")
         return pairs_path, m.get("pair_counts", {})
     records = read_jsonl(train)
     judge = _judge(loaded, run) if dcfg.sources.induction else None
-    gen = lambda ad: (lambda msgs: backend.generate(base, ad, msgs, dcfg.gen_max_tokens))  # noqa: E731
+    from kit.tuning import generate
+
+    backend = loaded.spec.train.backend
+    gen = lambda ad: (lambda msgs: generate(backend, base.folder, ad, msgs, dcfg.gen_max_tokens))  # noqa: E731
     res = mine_pairs(records, dcfg, contrast=contrast_records(loaded, dcfg.contrast_personas),
                      generate_base=gen(None), generate_sft=gen(adapter), judge=judge, persona=getattr(persona, "spec", persona),
                      seed=loaded.spec.train.seed, progress=echo)
@@ -80,37 +83,48 @@ def mine_stage(loaded, persona, run, backend, base: Path, echo=print) -> tuple[P
     return pairs_path, counts
 
 
-def run_dpo(loaded, persona, run, *, resume: bool = False, force: bool = False, echo=print) -> dict:
+def run(ctx) -> Manifest:
+    from kit.dpo.backends import get_backend
+    from kit.models.base import base_for_run
     from kit.rundir import peak_rss_mb
-    from kit.train.backends import get_backend
-    from kit.train.stage import base_model_dir, is_main_process, resolved_cfg
+    from kit.tuning import is_main_process
 
-    cfg = resolved_cfg(loaded)
+    loaded, run_dir, echo = ctx.loaded, ctx.run, ctx.echo
+    cfg = loaded.train_config()
     dcfg = loaded.spec.dpo
-    stage = run.stage("dpo")
+    stage = run_dir.stage("dpo")
     if not dcfg.enabled:
         echo("dpo: disabled in the recipe (dpo.enabled: false)")
         return stage.manifest()
-    train = run.path / "construct" / "train.jsonl"
-    adapter = run.path / "sft" / "adapter"
-    if not (adapter / "adapter_config.json").is_file():
+    train, adapter = run_dir.train_rows, run_dir.sft_adapter
+    if not run_dir.has_adapter(adapter):
         raise KitError("no SFT adapter", where=adapter, fix="run `perskit train <recipe>` first")
     if not train.is_file():
         raise KitError("no training data", where=train, fix="run `perskit construct <recipe>` first")
     backend = get_backend(cfg.backend)
-    base = base_model_dir(loaded, cfg)
+    base = base_for_run(loaded, run_dir, "dpo")
     inputs = hash_obj({"data": hash_paths([train, adapter]), "dpo": loaded.spec.section_hash("dpo", "train"),
-                       "base": str(base)})
-    if not force and stage.is_done(inputs) and (stage.path / "adapter" / "adapter_config.json").is_file():
-        echo(f"dpo: up to date ({stage.path / 'adapter'}); use --force to retrain")
+                       "base": base.fingerprint})
+    if not ctx.force and stage.is_done(inputs) and run_dir.has_adapter(run_dir.dpo_adapter):
+        echo(f"dpo: up to date ({run_dir.dpo_adapter}); use --force to retrain")
         return stage.manifest()
     keep = {k: v for k, v in stage.manifest().items()
             if k in ("mine_hash", "pair_counts", "mine_notes", "judge_failures")}
-    stage.begin(inputs, backend=cfg.backend, base_model=str(base), **keep)
-    pairs_path, counts = mine_stage(loaded, persona, run, backend, Path(base), echo=echo)
+    stage.begin(inputs, backend=cfg.backend, base_model=base.path, **keep)
+    pairs_path, counts = mine_stage(loaded, ctx.persona, run_dir, base, echo=echo)
     echo(f"dpo: pairs per source {counts}")
-    result = backend.dpo(cfg, dcfg, pairs_path, stage.path, Path(base), adapter, resume=resume)
+    result = backend.dpo(cfg, dcfg, pairs_path, stage.path, base.folder, adapter, resume=ctx.resume)
     peak = max(result.get("peak_rss_mb") or 0, peak_rss_mb())
     if not is_main_process():
         return {"metrics": result, "peak_rss_mb": peak}
-    return stage.finish(counts=counts, metrics=result, peak_rss_mb=peak, adapter=str(stage.path / "adapter"))
+    return stage.finish(counts=counts, metrics=result, peak_rss_mb=peak, adapter=str(run_dir.dpo_adapter))
+
+
+def report(ctx, m: Manifest) -> list[str]:
+    if not m.get("adapter"):
+        return []  # dpo disabled, or a non-zero rank under accelerate launch
+    r = m.get("metrics", {})
+    return [f"dpo: {r.get('steps')} steps on {r.get('pairs')} pairs {m.get('counts', {})}; "
+            f"reward accuracy {r.get('reward_accuracy')}, margin {r.get('reward_margin')}, "
+            f"peak RSS {m.get('peak_rss_mb')} MiB",
+            f"  adapter: {m.get('adapter')}"]

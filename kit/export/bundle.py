@@ -34,7 +34,7 @@ def _write(path: Path, data: bytes) -> None:
 def export_run(loaded, persona, run, *, force: bool = False, progress=None) -> dict:
     """Run the export stage for a trained run; returns the bundle manifest."""
     from kit.export.converter import converter_dir, llama_cpp_version
-    from kit.models.resolve import materialize
+    from kit.models.base import base_for_run
 
     cfg = loaded.spec.export
     quants = ggufops.check_quants(cfg.quants)
@@ -47,10 +47,11 @@ def export_run(loaded, persona, run, *, force: bool = False, progress=None) -> d
                            fix="replace avatar.png with a valid PNG image, or remove it") from None
     adapter_stage, adapter = merge.find_adapter(run.path)
     converter_dir()  # fail in one line now rather than after the merge
-    base = materialize(loaded.spec.train.model)
+    base_rec = base_for_run(loaded, run, "export")  # the folder the adapter was trained on, unchanged
+    base = base_rec.folder
     dest = loaded.resolve_path(cfg.out_dir) / persona.spec.id
     inputs = hash_obj({"adapter": hash_paths([adapter]), "export": cfg.model_dump(mode="json"),
-                       "model": loaded.spec.train.model, "persona": persona.spec.model_dump(mode="json"),
+                       "model": loaded.spec.train.model, "base": base_rec.fingerprint, "persona": persona.spec.model_dump(mode="json"),
                        "llama_cpp": llama_cpp_version()})
     stage = run.stage("export")
     if not force and stage.is_done(inputs) and (dest / "manifest.json").is_file():

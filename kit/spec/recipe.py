@@ -20,7 +20,8 @@ from kit.eval.config import EvalConfig
 from kit.export.config import ChatConfig, ExportConfig
 from kit.spec.yamlio import load_yaml, validate
 from kit.teachers.config import TeacherConfig
-from kit.train.config import DpoConfig, TrainConfig
+from kit.dpo.config import DpoConfig
+from kit.train.config import TrainConfig
 
 
 import warnings
@@ -62,6 +63,20 @@ class LoadedRecipe(BaseModel):
     def resolve_path(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else (self.root / p)
+
+    def train_config(self):
+        """The ``train`` section with its file fields made absolute (they are relative to
+        the project root), checked to exist: what SFT and DPO backends are given."""
+        cfg = self.spec.train
+        upd = {}
+        for field in ("chat_template", "mix_general"):
+            value = getattr(cfg, field)
+            if value:
+                path = self.resolve_path(value)
+                if not path.is_file():
+                    raise KitError("file not found", where=f"train.{field}={value}", fix="fix the path in the recipe")
+                upd[field] = str(path)
+        return cfg.model_copy(update=upd)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

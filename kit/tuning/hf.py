@@ -1,8 +1,9 @@
-"""``trl`` backend: TRL SFTTrainer + PEFT LoRA (QLoRA with bitsandbytes on CUDA).
+"""HF/PEFT plumbing shared by the SFT and DPO trainers (``kit.train.trl_sft``,
+``kit.dpo.trl_dpo``, and both unsloth workers): loading the base model and tokenizer,
+LoRA settings, TrainingArguments, checkpoints/resume, saving adapters, greedy generation.
 
 CPU runs use fp32 (``use_cpu=True, bf16=False``): bf16 matmuls on most CPUs are slower
-than fp32 and lose precision in the LoRA update. DPO lives in ``kit.dpo.trl_dpo`` and
-shares the loaders below.
+than fp32 and lose precision in the LoRA update.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import shutil
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.rundir import peak_rss_mb
 
 
 def hush() -> None:
@@ -153,68 +153,15 @@ def strip_pickles(out_dir: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def sft(cfg, train_path: Path, eval_path: Path | None, out_dir: Path, base_dir: Path, resume: bool = False) -> dict:
-    from datasets import Dataset
+def no_pickle_callback(out_dir: Path):
+    """A trainer callback that runs :func:`strip_pickles` after every checkpoint save."""
     from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
 
-    from kit.train.data import load_records, mix_general, resolve_chat_template, tokenize_records
-    from kit.train.progress import make_callback
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    hush()
-    device = pick_device(cfg)
-    tok = load_tokenizer(base_dir)
-    template_file = Path(cfg.chat_template) if cfg.chat_template else None
-    template = resolve_chat_template(tok, cfg.model, base_dir, template_file)
-    records = load_records(Path(train_path))
-    records, n_general = mix_general(records, Path(cfg.mix_general) if cfg.mix_general else None,
-                                     cfg.mix_ratio, cfg.seed)
-    rows = tokenize_records(tok, template, records, cfg.max_seq_len)
-    train_ds = Dataset.from_list(rows)
-    eval_ds = None
-    if eval_path is not None and Path(eval_path).is_file():
-        eval_ds = Dataset.from_list(tokenize_records(tok, template, load_records(Path(eval_path), "test.jsonl"),
-                                                     cfg.max_seq_len))
-
-    ckpt = prepare_resume(out_dir, resume)
-    model = load_model(base_dir, cfg, device)
-    # Length-grouped batches cut padding without packing's cost on CPU, where attention over
-    # a packed row (no varlen kernel) costs more than the padding it saves.
-    sampling = "group_by_length" if cfg.group_by_length and not cfg.packing else "random"
-    args = SFTConfig(**checkpoint_args(cfg, out_dir, device), max_length=cfg.max_seq_len, packing=cfg.packing,
-                     train_sampling_strategy=sampling,
-                     packing_strategy="bfd", dataset_num_proc=None, per_device_eval_batch_size=cfg.batch_size)
-    cb = make_callback(out_dir / "metrics.jsonl", "sft")
-
-    class _NoPickle(TrainerCallback):
+    class NoPickle(TrainerCallback):
         def on_save(self, args, state, control, **kw):
             strip_pickles(out_dir)
 
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tok, peft_config=lora_config(cfg, base_dir), callbacks=[cb, _NoPickle()])
-    quiet(trainer)
-    trainer.train(resume_from_checkpoint=ckpt)
-    result = {"steps": trainer.state.global_step, "records": len(records), "general_rows": n_general,
-              "train_rows": len(rows), **{f"train_{k}": v for k, v in cb.summary.items()},
-              "tokens_per_s": cb.summary["tokens_per_s"], "final_loss": cb.last.get("loss"),
-              "resumed_from": ckpt, "device": device, "packing": cfg.packing}
-    if eval_ds is not None:
-        result["eval_loss"] = round(float(trainer.evaluate()["eval_loss"]), 4)
-    if trainer.is_world_process_zero():  # under accelerate/DDP only rank 0 writes the adapter
-        save_adapter(trainer.model, tok, template, out_dir / "adapter")
-    trainer.accelerator.wait_for_everyone()
-    result["world_size"] = trainer.accelerator.num_processes
-    result["peak_rss_mb"] = peak_rss_mb()
-    return result
-
-
-def dpo(cfg, dpo_cfg, pairs_path: Path, out_dir: Path, base_dir: Path, sft_adapter: Path,
-        resume: bool = False) -> dict:
-    from kit.dpo.trl_dpo import train_dpo
-
-    return train_dpo(cfg, dpo_cfg, Path(pairs_path), Path(out_dir), Path(base_dir), Path(sft_adapter), resume)
+    return NoPickle()
 
 
 def load_for_inference(base_dir: Path, adapter: Path | None, device: str = "cpu"):
@@ -237,7 +184,7 @@ def generate(base_dir: Path, adapter: Path | None, messages_batch: list[list[dic
     """Greedy replies for each conversation (deterministic, so mining is reproducible)."""
     import torch
 
-    from kit.train.data import resolve_chat_template
+    from kit.tuning.data import resolve_chat_template
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tok = load_for_inference(Path(base_dir), Path(adapter) if adapter else None, device)

@@ -1,15 +1,12 @@
-"""``mlx`` backend: mlx-lm LoRA on Apple silicon, or on Linux CPU via ``mlx-lm[cpu]``.
-
-Training is ``mlx_lm.tuner.trainer.train`` with our own loss and batch iterator: the
-batches carry the assistant-only mask from ``kit.train.data`` (mlx-lm's built-in
-datasets can only mask one prompt prefix, not every non-assistant turn), so both
-backends train on exactly the same tokens. DPO (``kit.dpo.mlx_dpo``) uses the same
-loop with a DPO loss, which mlx-lm does not ship.
+"""mlx-lm plumbing shared by the SFT and DPO trainers on Apple silicon (or Linux CPU via
+``mlx-lm[cpu]``): LoRA layers on a frozen base, ``mlx_lm.tuner.trainer.train`` with a
+loss and batch iterator passed in (SFT: ``kit.train.mlx_sft``; DPO: ``kit.dpo.mlx_dpo``),
+checkpoints, metrics and greedy generation.
 
 Adapters are written twice into ``adapter/``: PEFT layout (``adapter_model.safetensors``
 + ``adapter_config.json``, so export, the HF engine and llama.cpp's LoRA converter read
 it) and mlx-lm's own layout under ``adapter/mlx/`` (``mlx_lm.generate --adapter-path``).
-The layout conversion (transposes, ``alpha = scale * r``) is ``kit.export.mlx_adapter``.
+The layout conversion (transposes, ``alpha = scale * r``) is ``kit.tuning.mlx_adapter``.
 """
 
 from __future__ import annotations
@@ -20,12 +17,11 @@ import time
 from pathlib import Path
 
 from kit.errors import KitError, require
-from kit.rundir import append_jsonl, peak_rss_mb
-
-ATTN = {"q_proj", "k_proj", "v_proj", "o_proj"}
+from kit.rundir import append_jsonl
 
 
-def _mlx():
+def mlx_core():
+    """``mlx.core``, or the one-line error naming the extra to install."""
     require("mlx_lm", "mlx", "train.backend: mlx")
     import mlx.core as mx
 
@@ -80,7 +76,7 @@ def save_adapter(model, tokenizer, template: str, adapter_dir: Path, params: dic
     from mlx.utils import tree_flatten
     from safetensors.numpy import save_file
 
-    from kit.export.mlx_adapter import peft_config, to_peft
+    from kit.tuning.mlx_adapter import peft_config, to_peft
 
     tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -105,43 +101,6 @@ def padded_width(longest: int, cap: int, step: int = 32) -> int:
     """Round batch widths up to a multiple of ``step``: mlx-lm compiles the step function
     per input shape, so a few widths keep it from recompiling on nearly every batch."""
     return min(step * -(-longest // step), cap)
-
-
-def iterate_masked(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None, **_):
-    """Batches of (ids, mask) padded to the batch max; ``mask`` marks trained tokens."""
-    import mlx.core as mx
-    import numpy as np
-
-    if len(dataset) < batch_size:
-        raise KitError(f"only {len(dataset)} rows for batch_size {batch_size}", where="train.batch_size",
-                       fix="lower train.batch_size or add data")
-    rng = np.random.default_rng(seed or 0)
-    while True:
-        order = rng.permutation(len(dataset))
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            rows = [dataset[j] for j in order[i:i + batch_size]]
-            width = padded_width(max(len(r["input_ids"]) for r in rows), max_seq_length)
-            ids = np.zeros((batch_size, width), np.int32)
-            mask = np.zeros((batch_size, width), np.float32)
-            for k, r in enumerate(rows):
-                n = min(len(r["input_ids"]), width)
-                ids[k, :n] = r["input_ids"][:n]
-                mask[k, :n] = r["assistant_masks"][:n]
-            yield mx.array(ids), mx.array(mask)
-        if not loop:
-            break
-
-
-def masked_loss(model, ids, mask):
-    """Mean cross-entropy over assistant tokens (targets are shifted by one)."""
-    import mlx.core as mx
-    import mlx.nn as nn
-
-    logits = model(ids[:, :-1])
-    m = mask[:, 1:]
-    ce = nn.losses.cross_entropy(logits.astype(mx.float32), ids[:, 1:]) * m
-    ntoks = m.sum()
-    return ce.sum() / mx.maximum(ntoks, 1), ntoks
 
 
 class MetricsCallback:
@@ -201,40 +160,13 @@ def run_loop(model, dataset, cfg, out_dir: Path, loss, iterate, steps: int, lr: 
             "tokens_per_s": round(sum(cb.tps) / len(cb.tps), 1) if cb.tps else 0.0, "train_seconds": round(seconds, 2)}
 
 
-def sft(cfg, train_path: Path, eval_path: Path | None, out_dir: Path, base_dir: Path, resume: bool = False) -> dict:
-    _mlx()
-    from kit.train.data import load_records, mix_general, resolve_chat_template, tokenize_records
-    from kit.train.trl_backend import load_tokenizer
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok = load_tokenizer(base_dir)
-    template = resolve_chat_template(tok, cfg.model, base_dir, Path(cfg.chat_template) if cfg.chat_template else None)
-    records, n_general = mix_general(load_records(Path(train_path)), Path(cfg.mix_general) if cfg.mix_general else None,
-                                     cfg.mix_ratio, cfg.seed)
-    rows = tokenize_records(tok, template, records, cfg.max_seq_len)
-    model, params, num_layers = load_lora_model(Path(base_dir), cfg)
-    result = run_loop(model, rows, cfg, out_dir, masked_loss, iterate_masked, cfg.max_steps, cfg.learning_rate, resume)
-    save_adapter(model, tok, template, out_dir / "adapter", params, num_layers, Path(base_dir))
-    return {**result, "records": len(records), "general_rows": n_general, "train_rows": len(rows), "device": "mlx",
-            "packing": False, "peak_rss_mb": peak_rss_mb()}
-
-
-def dpo(cfg, dpo_cfg, pairs_path: Path, out_dir: Path, base_dir: Path, sft_adapter: Path,
-        resume: bool = False) -> dict:
-    _mlx()
-    from kit.dpo.mlx_dpo import train_dpo
-
-    return train_dpo(cfg, dpo_cfg, Path(pairs_path), Path(out_dir), Path(base_dir), Path(sft_adapter), resume)
-
-
 def generate(base_dir: Path, adapter: Path | None, messages_batch: list[list[dict]], max_tokens: int) -> list[str]:
-    _mlx()
+    mlx_core()
     from mlx_lm import generate as mlx_generate
     from mlx_lm import load
 
-    from kit.train.data import resolve_chat_template
-    from kit.train.trl_backend import load_tokenizer
+    from kit.tuning.data import resolve_chat_template
+    from kit.tuning.hf import load_tokenizer
 
     model, wrapper = load(str(base_dir), adapter_path=str(Path(adapter) / "mlx") if adapter else None)
     tok = load_tokenizer(Path(adapter) if adapter else Path(base_dir))

@@ -1,8 +1,8 @@
-"""``unsloth`` backend (CUDA): every job runs in its own Python subprocess.
+"""unsloth (CUDA): every SFT, DPO or generation job runs in its own Python subprocess.
 
 Importing unsloth patches transformers, TRL and PEFT in place for the whole process
 (and unsloth 2026.10 pins transformers<=5.17, trl<=1.15). The parent therefore never
-imports it: it writes a JSON job, runs ``python -m kit.train.unsloth_worker job.json``,
+imports it: it writes a JSON job, runs ``python -m kit.tuning.unsloth_worker job.json``,
 streams the worker's output, and reads ``result.json``. A crash in the worker is a
 KitError naming the log file, never a half-patched parent.
 """
@@ -30,7 +30,8 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-def _run(job: dict, out_dir: Path) -> dict:
+def run_job(job: dict, out_dir: Path) -> dict:
+    """Run ``job`` (its ``target`` a ``module:function``) in the worker; return its result dict."""
     if importlib.util.find_spec("unsloth") is None:
         raise MissingExtra("unsloth", "unsloth", "train.backend: unsloth")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -40,7 +41,7 @@ def _run(job: dict, out_dir: Path) -> dict:
     atomic_write_json(job_path, {**job, "result_path": str(result_path)})
     log = out_dir / f"{job['op']}_worker.log"
     with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "kit.train.unsloth_worker", str(job_path)],
+        proc = subprocess.Popen([sys.executable, "-m", "kit.tuning.unsloth_worker", str(job_path)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         assert proc.stdout is not None
         for line in proc.stdout:  # the worker draws its own rich bar; pass it through
@@ -55,21 +56,8 @@ def _run(job: dict, out_dir: Path) -> dict:
     return result
 
 
-def sft(cfg, train_path: Path, eval_path: Path | None, out_dir: Path, base_dir: Path, resume: bool = False) -> dict:
-    return _run({"op": "sft", "cfg": cfg.model_dump(mode="json"), "train_path": str(train_path),
-                 "eval_path": str(eval_path) if eval_path else None, "out_dir": str(out_dir),
-                 "base_dir": str(base_dir), "resume": resume}, Path(out_dir))
-
-
-def dpo(cfg, dpo_cfg, pairs_path: Path, out_dir: Path, base_dir: Path, sft_adapter: Path,
-        resume: bool = False) -> dict:
-    return _run({"op": "dpo", "cfg": cfg.model_dump(mode="json"), "dpo_cfg": dpo_cfg.model_dump(mode="json"),
-                 "pairs_path": str(pairs_path), "out_dir": str(out_dir), "base_dir": str(base_dir),
-                 "sft_adapter": str(sft_adapter), "resume": resume}, Path(out_dir))
-
-
 def generate(base_dir: Path, adapter: Path | None, messages_batch: list[list[dict]], max_tokens: int) -> list[str]:
     out_dir = Path(adapter or base_dir).parent / ".unsloth_generate"
-    res = _run({"op": "generate", "base_dir": str(base_dir), "adapter": str(adapter) if adapter else None,
+    res = run_job({"target": "kit.tuning.unsloth_worker:generate_job", "op": "generate", "base_dir": str(base_dir), "adapter": str(adapter) if adapter else None,
                 "messages_batch": messages_batch, "max_tokens": max_tokens}, out_dir)
     return res["replies"]

@@ -1,0 +1,41 @@
+"""The tuning layer: what SFT (``kit/train``) and DPO (``kit/dpo``) share, knowing neither.
+
+- ``data``: SFT rows -> token ids with an assistant-only loss mask; the chat template.
+- ``hf``: HF/PEFT loading, TrainingArguments, checkpoints, adapter saving, generation.
+- ``mlx``: the mlx-lm loop (loss and batches passed in), LoRA layers, adapters, generation.
+- ``unsloth`` / ``unsloth_worker``: run a job in a fresh process after ``import unsloth``.
+- ``progress``: one rich bar + metrics.jsonl callback for HF trainers.
+
+SFT and DPO are siblings on this layer, as in mlx-lm (``train`` and ``train_dpo`` side by
+side over one trainer): neither stage imports the other.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+
+from kit.errors import KitError
+
+# Greedy generation per training backend (used by DPO mining for base/SFT answers).
+GENERATORS = {"trl": "kit.tuning.hf", "unsloth": "kit.tuning.unsloth", "mlx": "kit.tuning.mlx"}
+
+
+def pick(table: dict[str, str], name: str, where: str) -> ModuleType:
+    """Import only the chosen backend's module from a ``{name: module path}`` table."""
+    if name not in table:
+        raise KitError(f"unknown training backend '{name}'", where=where, fix=f"use one of {sorted(table)}")
+    return importlib.import_module(table[name])
+
+
+def generate(backend: str, base_dir: Path, adapter: Path | None, messages_batch: list[list[dict]],
+             max_tokens: int) -> list[str]:
+    """Greedy replies from the base model (``adapter=None``) or base + adapter, on ``backend``."""
+    return pick(GENERATORS, backend, "train.backend").generate(base_dir, adapter, messages_batch, max_tokens)
+
+
+def is_main_process() -> bool:
+    """Rank 0 under ``accelerate launch``/torchrun (or a plain single process)."""
+    return int(os.environ.get("RANK", "0")) == 0
