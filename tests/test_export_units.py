@@ -217,3 +217,88 @@ def test_quant_names():
         check_quants([])
     with pytest.raises(KitError, match="cannot read GGUF"):
         read_header(Path("/nonexistent/x.gguf"))
+
+
+@pytest.fixture()
+def staged_persona(tmp_path):
+    from kit.spec.persona import load_persona
+
+    (tmp_path / "persona.yaml").write_text(
+        "id: ada\nname: Ada Lin\nidentity: A bridge engineer.\nstyle: [Plain]\n"
+        "stages:\n  - {id: young, label: Young, period: 1950s}\n  - {id: old, label: Old, period: 1990s}\n"
+        "big_five: {O: high, C: 4.5, E: low, A: medium, N: low}\n"
+        "gold:\n"
+        "  - {q: 'What do you do all day?', a: 'I trace drawings.', stage: young}\n"
+        "  - {q: 'Is it hard?', a: 'Only when the foreman is wrong.', stage: young, type: opinion}\n"
+        "  - {q: 'You studied at Oxford, right?', a: 'No. Stannard Tech, nights.', stage: young,"
+        " type: anti_induction, induction: false_premise}\n"
+        "  - {q: 'What are you proud of?', a: 'The viaduct still stands.'}\n")
+    return load_persona(tmp_path)
+
+
+def test_stage_cards_take_that_stages_gold_answers(staged_persona):
+    young = cards.build_card_v2(staged_persona, stage_id="young", model_file="m.gguf")["data"]
+    old = cards.build_card_v2(staged_persona, stage_id="old", model_file="m.gguf")["data"]
+    assert young["first_mes"].endswith("I trace drawings.") and "Young, 1950s" in young["first_mes"]
+    assert [g.split("\n\n")[-1] for g in young["alternate_greetings"]] == ["Only when the foreman is wrong."]
+    assert "Stannard Tech" in young["mes_example"] and "viaduct" not in young["mes_example"]
+    assert old["first_mes"].endswith("The viaduct still stands.") and old["alternate_greetings"] == []
+    assert young["system_prompt"] != old["system_prompt"]
+    assert young["extensions"]["perskit"]["model_id"] == "ada:young"
+
+
+def test_companion_files_per_stage(staged_persona):
+    from kit.export import companion
+
+    files = companion.stage_files(staged_persona, style={"brief": True}, primary="ada-Q4_K_M.gguf",
+                                  go_template=None, stops=["<|im_end|>"], params={"temperature": 0.6},
+                                  family="chatml", card=True)
+    for st in ("young", "old"):
+        mf = ollama.parse_modelfile(files[f"Modelfile.{st}"].decode())
+        assert mf["SYSTEM"] == staged_persona.spec.system_prompt(st, brief=True)
+        assert ("temperature", "0.6") in mf["PARAMETER"]
+        png = cards.read_cards(files[f"ada.{st}.card.png"])
+        assert png["chara"]["data"]["extensions"]["perskit"]["stage"] == st
+        assert png["ccv3"]["spec"] == "chara_card_v3"
+        assert json.loads(files[f"ada.{st}.card.v3.json"])["data"]["first_mes"] == png["chara"]["data"]["first_mes"]
+    # The unsuffixed files are the last stage, as in older bundles.
+    assert files["Modelfile"] == files["Modelfile.old"] and files["ada.card.json"] == files["ada.old.card.json"]
+
+
+def test_base_model_licence_and_model_card(staged_persona, tmp_path):
+    from kit.export import modelcard
+
+    smol = modelcard.base_model_info("smollm2-135m-instruct")
+    assert (smol.repo, smol.license) == ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")
+    gemma = modelcard.base_model_info("gemma3-270m")
+    assert gemma.license == "gemma" and "Gemma Terms of Use" in modelcard.licence_notice(gemma)
+    # The base folder's own model card and licence file win over the table.
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "README.md").write_text("---\nlicense: llama3.2\nbase_model: meta-llama/Llama-3.2-1B\n---\n# hi\n")
+    (base / "LICENSE.txt").write_text("LLAMA 3.2 COMMUNITY LICENSE AGREEMENT ...")
+    llama = modelcard.base_model_info("meta-llama/Llama-3.2-1B-Instruct", base)
+    assert llama.license == "llama3.2" and "LICENSE.txt" in llama.licence_files
+    assert "Built with Llama" in modelcard.licence_notice(llama)
+    unknown = modelcard.base_model_info("tiny-llama-spm")
+    assert "could not determine" in modelcard.licence_notice(unknown)
+    meta = modelcard.gguf_metadata(smol, "Ada Lin (perskit)")
+    assert meta["general.license"] == "apache-2.0" and meta["general.base_models"][0]["organization"] == "HuggingFaceTB"
+
+    report = tmp_path / "report.md"
+    report.write_text("# Evaluation\n\n## Summary\n\n| metric | prompted | dpo |\n|---|---|---|\n"
+                      "| knowledge_accuracy | 0.60 | 0.80 |\n| style_cosine | 0.36 | 0.27 |\n\n## Big Five\n\n| x |\n")
+    text = modelcard.model_card(persona=staged_persona, info=smol, recipe={"name": "quickstart", "train": {
+        "backend": "trl", "max_steps": 45, "learning_rate": 4e-4, "lora": {"r": 16, "alpha": 32}},
+        "dpo": {"enabled": True, "beta": 0.1, "max_steps": 15}, "teacher": {"kind": "llamacpp"}},
+        stages=[{"id": "young", "label": "Young", "period": "1950s"}], files=["ada-Q4_K_M.gguf"],
+        sampling={"temperature": 0.6}, parity={"Q4_K_M": {"top1": 0.82}}, eval_report=report,
+        primary="ada-Q4_K_M.gguf")
+    front = modelcard.front_matter(text)
+    assert front["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and front["license"] == "apache-2.0"
+    assert front["tags"][:2] == ["gguf", "persona"]
+    assert "| style_cosine | 0.36 | 0.27 |" in text and "Big Five" not in text.split("## Evaluation")[1][:300]
+    assert "`ada:young`" in text and "--jinja" in text and "## Intended use and limits" in text
+    no_eval = modelcard.model_card(persona=staged_persona, info=smol, recipe={}, stages=[], files=[], sampling={},
+                                   parity={}, eval_report=tmp_path / "missing.md", primary="m.gguf")
+    assert "not evaluated" in no_eval

@@ -27,9 +27,24 @@ V2_FIELDS = {"name": str, "description": str, "personality": str, "scenario": st
              "extensions": dict}
 
 
+def stage_gold(spec, stage_id: str) -> list:
+    """The persona's gold examples for one stage (an example without a stage is the last stage's)."""
+    last = spec.stages[-1].id
+    return [g for g in spec.gold if (g.stage or last) == stage_id]
+
+
+def greetings(spec, st) -> list[str]:
+    """Opening messages in the persona's own voice: the stage's gold answers (plain ones and
+    opinions; refusals of leading questions make poor openers), each under a scene line."""
+    scene = f"*{spec.name} — {st.label}, {st.period}.*\n\n"
+    answers = [g.a.strip() for g in stage_gold(spec, st.id) if g.type in ("ordinary", "opinion")]
+    return [scene + a for a in answers[:4]] or [scene + f"Hello. I'm {spec.name}."]
+
+
 def build_card_v2(persona, *, stage_id: str | None, model_file: str, extensions: dict | None = None,
                   style: dict | None = None) -> dict:
-    """A spec V2 card from the persona: identity, style, Big Five, gold examples, stage prompts.
+    """A spec V2 card for one life stage: identity, style, Big Five, that stage's gold answers as
+    first message, alternate greetings and example dialogue, and its system prompt.
     ``style`` is the recipe's ``construct.prompt_style()``: the system prompt the model was trained on."""
     style = style or {}
     spec = persona.spec
@@ -39,22 +54,25 @@ def build_card_v2(persona, *, stage_id: str | None, model_file: str, extensions:
         scores = spec.big_five.scores()
         personality = (personality + ". " if personality else "") + "Big Five (1-5): " + ", ".join(
             f"{k}={v:.1f}" for k, v in scores.items())
-    examples = "".join(f"<START>\n{{{{user}}}}: {g.q}\n{{{{char}}}}: {g.a}\n" for g in spec.gold[:4])
+    gold = stage_gold(spec, st.id) or list(spec.gold)
+    examples = "".join(f"<START>\n{{{{user}}}}: {g.q}\n{{{{char}}}}: {g.a}\n" for g in gold[:4])
+    greet = greetings(spec, st)
     data = {
         "name": spec.name,
         "description": spec.identity.strip(),
         "personality": personality,
         "scenario": f"{spec.name}, {st.label} ({st.period}). {st.knows}".strip(),
-        "first_mes": f"Hello. I'm {spec.name}.",
+        "first_mes": greet[0],
         "mes_example": examples,
-        "creator_notes": f"Made with perskit. Model: {model_file} (its chat template is inside the GGUF).",
+        "creator_notes": f"Made with perskit: {spec.name} as {st.label} ({st.period}). Model: {model_file} (its "
+                         f"chat template is inside the GGUF); with `perskit serve` use model id '{spec.id}:{st.id}'.",
         "system_prompt": spec.system_prompt(st.id, **style),
         "post_history_instructions": "",
-        "alternate_greetings": [],
-        "tags": ["perskit", "persona"],
+        "alternate_greetings": greet[1:],
+        "tags": ["perskit", "persona", st.id],
         "creator": "perskit",
         "character_version": "1.0",
-        "extensions": {"perskit": {"persona_id": spec.id, "stage": st.id,
+        "extensions": {"perskit": {"persona_id": spec.id, "stage": st.id, "model_id": f"{spec.id}:{st.id}",
                                    "stage_prompts": {s.id: spec.system_prompt(s.id, **style) for s in spec.stages},
                                    **(extensions or {})}},
     }

@@ -46,12 +46,25 @@ def check_quants(quants: list[str]) -> list[str]:
     return out
 
 
-def convert_hf(merged: Path, out: Path, model_name: str | None = None) -> str:
-    """HF checkpoint folder -> f16 GGUF with the folder's tokenizer and chat template."""
+def convert_hf(merged: Path, out: Path, model_name: str | None = None, metadata: dict | None = None) -> str:
+    """HF checkpoint folder -> f16 GGUF with the folder's tokenizer and chat template.
+
+    ``metadata``: ``general.*`` keys (name, licence, base models) written through the
+    converter's ``--metadata`` override file; quantizing copies them into every quant."""
+    import json
+
     args = [str(merged), "--outfile", str(out), "--outtype", "f16"]
     if model_name:
         args += ["--model-name", model_name]  # general.name, shown by LM Studio / Ollama
-    log = run_converter("convert_hf_to_gguf.py", args, what="HF -> GGUF conversion")
+    if metadata:
+        override = Path(out).with_name(Path(out).stem + ".metadata.json")
+        override.write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
+        args += ["--metadata", str(override)]
+    try:
+        log = run_converter("convert_hf_to_gguf.py", args, what="HF -> GGUF conversion")
+    finally:
+        if metadata:
+            override.unlink(missing_ok=True)
     read_header(out)
     return log
 
