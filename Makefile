@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first (cached).
-.PHONY: install quickstart test smoke
+.PHONY: install quickstart test smoke chat
 
 install:
 	bash scripts/install.sh
@@ -12,3 +12,7 @@ smoke: install
 
 test: install
 	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q -p no:cacheprovider
+
+# Chat with the quickstart persona (after `make quickstart`).
+chat: install
+	.venv/bin/perskit chat export/ada-lin

@@ -56,13 +56,36 @@ def cli():
     """perskit: turn a person's materials into a local persona model, then chat with it offline."""
 
 
+def quiet_third_party() -> None:
+    """Keep a run log readable: libraries' FutureWarnings and advisory logs say nothing the
+    user can act on, and carriage-return progress bars turn a file or CI log into one
+    unreadable line. Set before any stage imports them; stage subprocesses inherit the
+    environment. PERSKIT_VERBOSE=1 keeps everything."""
+    import os
+    import warnings
+
+    if os.environ.get("PERSKIT_VERBOSE"):
+        return
+    for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not sys.stderr.isatty():  # a file or CI log: our own one-line-per-step progress only
+        for key in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+            os.environ.setdefault(key, "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     from kit.errors import KitError
 
+    quiet_third_party()
     try:
         cli.main(args=argv, prog_name="perskit", standalone_mode=False)
     except KitError as exc:
-        click.echo(f"perskit: error: {exc.one_line()}", err=True)
+        for line in exc.lines():  # several problems found in one pass: one line each
+            click.echo(f"perskit: error: {line}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("perskit: interrupted; finished work is saved, rerun the same command to resume", err=True)

@@ -107,8 +107,26 @@ def final_summary(result: dict) -> list[str]:
     bundle = loaded.resolve_path(loaded.spec.export.out_dir) / persona.spec.id
     if (bundle / "manifest.json").exists():
         lines.append(f"bundle: {bundle}")
-        lines.append(f"chat with it:  perskit chat {_rel(bundle)}")
+        lines.append(f"chat with it:  {perskit_exe()} chat {_rel(bundle)}")
     return lines
+
+
+def perskit_exe() -> str:
+    """How to call perskit so the printed command works as pasted: plain ``perskit`` when
+    the shell finds this same install, else the path of this venv's script (after
+    ``make quickstart`` the venv is not on the user's PATH)."""
+    import shutil
+
+    mine = Path(sys.executable).parent / "perskit"
+    found = shutil.which("perskit")
+    if found and mine.exists() and Path(found).resolve() == mine.resolve():
+        return "perskit"
+    if not mine.exists():
+        return "perskit"
+    local = Path.cwd() / ".venv" / "bin" / "perskit"
+    if local.exists() and local.resolve() == mine.resolve():
+        return ".venv/bin/perskit"
+    return str(mine)
 
 
 def _rel(p: Path) -> str:

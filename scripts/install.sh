@@ -37,8 +37,10 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade pip wheel setuptools
 
 # 1. torch first, pinned: on a CPU-only machine an unpinned torch pulls a multi-GB CUDA
-#    build. Override with PERSKIT_TORCH (e.g. "torch==2.13.0" from a CUDA index).
-"${PIP[@]}" install -q "${PERSKIT_TORCH:-torch==2.13.0}"
+#    build. Override with PERSKIT_TORCH: pip arguments, split on spaces, e.g.
+#    PERSKIT_TORCH="torch==2.13.0 --index-url <PyTorch's CPU or CUDA index>".
+read -r -a TORCH_ARGS <<< "${PERSKIT_TORCH:-torch==2.13.0}"
+"${PIP[@]}" install -q "${TORCH_ARGS[@]}"
 
 # 2. llama-cpp-python from source, portable CPU build (no -march=native, no llava).
 #    pip caches the built wheel, so later installs on this machine take seconds.

@@ -21,11 +21,29 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _pin_converter() -> None:
+    """The llama.cpp converter was installed into the *installer's* perskit home (CI: an
+    empty temporary one). Pin it before the tests swap PERSKIT_HOME, so a fresh machine
+    finds it without relying on a developer's ~/.cache/perskit."""
+    if os.environ.get("PERSKIT_CONVERTER_DIR"):
+        return
+    try:
+        from kit.errors import KitError
+        from kit.export.converter import converter_dir
+    except ImportError:
+        return
+    try:
+        os.environ["PERSKIT_CONVERTER_DIR"] = str(converter_dir())
+    except KitError:
+        pass  # export tests then fail with the one-line "converter not installed" message
+
+
 @pytest.fixture(scope="session", autouse=True)
 def perskit_home(tmp_path_factory):
     """Point the kit's home at a temporary folder for the whole session."""
     home = os.environ.get("PERSKIT_TEST_HOME") or str(tmp_path_factory.mktemp("perskit-home"))
     old = os.environ.get("PERSKIT_HOME")
+    _pin_converter()
     os.environ["PERSKIT_HOME"] = home
     yield Path(home)
     if old is None:

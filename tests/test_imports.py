@@ -45,11 +45,12 @@ def test_doctor_runs():
 
 
 def test_init_scaffold_validates(tmp_path):
-    r = run_cli("init", "new-person", "--dir", str(tmp_path))
+    r = run_cli("init", "new-person", "--dir", str(tmp_path), "--recipes", str(tmp_path / "recipes"))
     assert r.returncode == 0, r.stderr
+    assert (tmp_path / "recipes" / "new-person.yaml").is_file()
     r = run_cli("persona", "validate", str(tmp_path / "new-person"))
     assert r.returncode == 0, r.stderr
-    r = run_cli("init", "new-person", "--dir", str(tmp_path))
+    r = run_cli("init", "new-person", "--dir", str(tmp_path), "--recipes", str(tmp_path / "recipes"))
     assert r.returncode == 2 and "already exists" in r.stderr
-    r = run_cli("init", "Bad Id!", "--dir", str(tmp_path))
+    r = run_cli("init", "Bad Id!", "--dir", str(tmp_path), "--recipes", str(tmp_path / "recipes"))
     assert r.returncode == 2 and "invalid persona id" in r.stderr

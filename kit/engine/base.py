@@ -22,6 +22,12 @@ class GenParams(BaseModel):
     max_tokens: int = Field(256, ge=1)
     seed: int = -1
     stop: list[str] = Field(default_factory=list)
+    # 0 / 1.0 mean "off", so a GenParams built without them samples as before.
+    min_p: float = Field(0.0, ge=0, le=1, description="Drop tokens below min_p x the top token's probability.")
+    top_k: int = Field(0, ge=0, description="Keep only the k most likely tokens (0 = off).")
+    repeat_penalty: float = Field(1.0, gt=0, description="Penalise tokens already in the context (1.0 = off).")
+    frequency_penalty: float = Field(0.0, ge=-2, le=2, description="OpenAI-style: subtract per occurrence.")
+    presence_penalty: float = Field(0.0, ge=-2, le=2, description="OpenAI-style: subtract once if present.")
 
 
 @runtime_checkable
@@ -44,7 +50,3 @@ class ChatEngine(Protocol):
 
     def close(self) -> None:
         ...
-
-
-def join_stream(engine: ChatEngine, messages: list[Message], params: GenParams) -> str:
-    return "".join(engine.stream(messages, params))

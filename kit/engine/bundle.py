@@ -45,6 +45,16 @@ class Bundle:
     chat_template: str | None = None
     stop: list[str] = field(default_factory=list)
     quants: dict[str, Path] = field(default_factory=dict)
+    # The recipe's chat sampling (manifest ``sampling``): GenParams fields plus n_ctx.
+    sampling: dict = field(default_factory=dict)
+
+    def gen_params(self, **overrides):
+        """GenParams from the bundle's sampling, then explicit overrides (None = keep)."""
+        from kit.engine.base import GenParams
+
+        values = {k: v for k, v in self.sampling.items() if k in GenParams.model_fields}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return GenParams(**values)
 
     def stage(self, stage_id: str | None) -> StageInfo:
         if stage_id is None:
@@ -165,9 +175,34 @@ def load_bundle(path: str | Path, *, quant: str | None = None, system: str | Non
     tpl_stops = tpl_field.get("stops") if isinstance(tpl_field, dict) else None
     stop = [str(s) for s in (man.get("stop") or tpl_stops or modelfile["stop"])]
     chat_template = template or (tpl_field if isinstance(tpl_field, str) and tpl_field.strip() else None)
+    sampling = _read_sampling(man.get("sampling"), mpath)
     return Bundle(root=p, persona_id=pid, name=name, stages=stages, default_stage=default_stage,
                   base_model=str(man.get("base_model") or modelfile.get("from") or ""), gguf=gguf, quant=q,
-                  lora=lora, chat_template=chat_template, stop=stop, quants=ggufs)
+                  lora=lora, chat_template=chat_template, stop=stop, quants=ggufs, sampling=sampling)
+
+
+def _read_sampling(raw, where: Path) -> dict:
+    """Validate the manifest's sampling block: a shared bundle is untrusted input."""
+    from pydantic import ValidationError
+
+    from kit.engine.base import GenParams
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise KitError("'sampling' must be an object", where=where, fix="re-export the bundle")
+    gen = {k: v for k, v in raw.items() if k in GenParams.model_fields}
+    try:
+        GenParams(**gen)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise KitError(f"sampling.{err['loc'][0]}: {err['msg']}", where=where,
+                       fix="fix or delete that key in manifest.json") from None
+    n_ctx = raw.get("n_ctx")
+    out = dict(gen)
+    if isinstance(n_ctx, int) and not isinstance(n_ctx, bool) and 128 <= n_ctx <= 1 << 20:
+        out["n_ctx"] = n_ctx
+    return out
 
 
 def _is_lora(name: str) -> bool:

@@ -172,7 +172,10 @@ class HFEngine:
             torch.manual_seed(params.seed)
         kw = {"max_new_tokens": params.max_tokens, "pad_token_id": self.tok.pad_token_id}
         if params.temperature > 0:
-            kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+            kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
+                      top_k=params.top_k or None, min_p=params.min_p or None)
+        if params.repeat_penalty != 1.0:
+            kw["repetition_penalty"] = params.repeat_penalty
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kw

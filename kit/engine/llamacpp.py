@@ -192,7 +192,9 @@ class LlamaCppEngine:
                            where=self.name, fix="trim the conversation or raise --n-ctx")
         max_tokens = min(params.max_tokens, self.n_ctx - len(tokens))
         kwargs = dict(prompt=tokens, max_tokens=max_tokens, temperature=params.temperature,
-                      top_p=params.top_p, stop=self.stop + list(params.stop), stream=True)
+                      top_p=params.top_p, min_p=params.min_p, top_k=params.top_k,
+                      repeat_penalty=params.repeat_penalty, frequency_penalty=params.frequency_penalty,
+                      presence_penalty=params.presence_penalty, stop=self.stop + list(params.stop), stream=True)
         if params.seed >= 0:
             kwargs["seed"] = params.seed
         t0 = time.perf_counter()
