@@ -64,15 +64,16 @@ def mean_pairwise(sim, idx_a: list[int], idx_b: list[int] | None = None) -> floa
 
 
 def classifier_accuracy(vectors, labels: list[str], seed: int = 0, folds: int = 5) -> dict:
-    """Cross-validated accuracy of a logistic regression telling ``labels`` apart from
-    answer embeddings; chance = share of the largest class."""
+    """Cross-validated balanced accuracy of a logistic regression telling ``labels`` apart
+    from answer embeddings; chance = 1 / classes (balanced accuracy is not fooled by a
+    majority class, which plain accuracy reported as "0.75 = 0.75")."""
     from collections import Counter as C
 
     counts = C(labels)
     if len(counts) < 2:
         return {"accuracy": None, "chance": None, "n": len(labels), "classes": len(counts)}
     k = min(folds, min(counts.values()))
-    chance = max(counts.values()) / len(labels)
+    chance = 1 / len(counts)
     if k < 2:
         return {"accuracy": None, "chance": chance, "n": len(labels), "classes": len(counts),
                 "note": "fewer than 2 answers in some class"}
@@ -80,9 +81,9 @@ def classifier_accuracy(vectors, labels: list[str], seed: int = 0, folds: int = 
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    scores = cross_val_score(LogisticRegression(max_iter=1000), vectors, labels, cv=cv)
-    return {"accuracy": float(scores.mean()), "chance": chance, "n": len(labels),
-            "classes": len(counts), "folds": k}
+    scores = cross_val_score(LogisticRegression(max_iter=1000), vectors, labels, cv=cv, scoring="balanced_accuracy")
+    return {"accuracy": float(scores.mean()), "chance": chance, "n": len(labels), "metric": "balanced accuracy",
+            "classes": len(counts), "folds": k, "fold_scores": [float(x) for x in scores]}
 
 
 def bootstrap_ci(values: list[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
