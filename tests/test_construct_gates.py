@@ -42,6 +42,7 @@ def test_debris_in_questions_is_a_fallback():
     from kit.construct.generate import junk_reason
 
     assert junk_reason("(1) You are not a man that can walk alone!", None) == "debris"
+    assert junk_reason("What matters to you? Your response should contain at least 3 sentences.", None) == "debris"
     assert junk_reason("What did you find on the Fennick turntable?", None) is None
 
 

@@ -26,7 +26,8 @@ _DEBRIS = re.compile(
     r"|\bmy (answer|reply|response) is\b|\b(your|the) (reply|answer|response) (has been|is) (reduced|shortened)"
     r"|^\s*(\(\d{1,2}\)|\d{1,2}[.)]\s|[-*•]\s)|\b(answer|response|reply|question|analysis)\s*:"
     r"|\bmessage to you\b|\bin the first person\b|\bin your own voice\b|\baddressed as\b"
-    r"|\b(1-2|2-4) sentences\b|\bwrite one\b|\bjson\b)", re.I | re.M)
+    r"|\b(1-2|2-4) sentences\b|\bwrite one\b|\bjson\b"
+    r"|\b(your|the) (response|answer|reply) (should|must)\b|\(the (answer|response|question)\b)", re.I | re.M)
 _YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
 _FACT = re.compile(r"\b(\d[\d,.]*\d|\d)\b|(?<=[a-z,;] )([A-Z][a-z]{2,}(?: [A-Z][a-z]{2,})*)")
 
