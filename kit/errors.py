@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
+_ONE_LINE = {ord(c): " " for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 class KitError(Exception):
     """An error caused by the user's input or environment, shown as a single line.
 
@@ -25,10 +28,39 @@ class KitError(Exception):
         parts = []
         if self.where:
             parts.append(f"{self.where}: ")
-        parts.append(self.message.replace("\n", " ").strip())
+        parts.append(self.message.strip())
         if self.fix:
             parts.append(f" (fix: {self.fix.strip()})")
-        return "".join(parts)
+        # every character str.splitlines() breaks at, so a key or value quoted from a
+        # user's file can never split the line
+        return "".join(parts).translate(_ONE_LINE)
+
+    def lines(self) -> list[str]:
+        """One line per problem (a plain KitError is one problem); the CLI prints each."""
+        return [self.one_line()]
+
+
+class KitErrors(KitError):
+    """Several independent problems found in one pass, so the user fixes them all at once.
+
+    ``message`` (and so ``str()``) joins them into one line for code that shows a single
+    line (a wrapped error, a server reply); the CLI prints ``lines()``, one per problem.
+    """
+
+    def __init__(self, problems: list[KitError]):
+        self.problems = [q for p in problems for q in (p.problems if isinstance(p, KitErrors) else [p])]
+        super().__init__("; ".join(p.one_line() for p in self.problems))
+
+    def lines(self) -> list[str]:
+        return [p.one_line() for p in self.problems]
+
+
+def raise_all(problems: list[KitError]) -> None:
+    """Raise nothing, the one problem, or all of them together."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise KitErrors(problems)
 
 
 class MissingExtra(KitError):

@@ -154,6 +154,26 @@ def _png_bad_crc() -> bytes:
     return sig + chunk
 
 
+def symlink_source(name: str, target: str):
+    """Add a source that is a symlink to ``target`` (outside the persona folder)."""
+    def apply(p: Path):
+        folder = p / "personas" / "good"
+        (folder / "sources" / name).symlink_to(target)
+        f = folder / "persona.yaml"
+        f.write_text(f.read_text().replace(
+            "sources:\n", f"sources:\n  - {{path: sources/{name}, kind: objective, stage: early}}\n", 1))
+    return apply
+
+
+def alias_bomb(levels: int = 8, width: int = 9) -> str:
+    """The issue's bomb: ``levels`` nested lists of ``width`` aliases each, under 1 KB."""
+    text, prev = 'l0: &l0 ["lol"]\n', "l0"
+    for n in range(1, levels + 1):
+        text += f"l{n}: &l{n} [" + ", ".join([f"*{prev}"] * width) + "]\n"
+        prev = f"l{n}"
+    return text
+
+
 def chain(*fns):
     def apply(p: Path):
         for f in fns:
@@ -165,6 +185,7 @@ JUNK = random.Random(8).randbytes(4096)  # fixed junk, so every run tests the sa
 RUN = ["run", "recipe.yaml", "--run-dir", "run"]
 CONSTRUCT = ["construct", "recipe.yaml", "--run-dir", "run"]
 EXPORT = ["export", "recipe.yaml", "--run-dir", "run"]
+VALIDATE = ["persona", "validate", "personas/good"]
 INGEST_OK = {"run", "run/recipe.resolved.yaml"}  # what opening the run may write before a late check fails
 NOTHING: set[str] = set()
 GOOD_MANIFEST = json.dumps({"persona": {"id": "good", "name": "Good Person"},
@@ -178,7 +199,7 @@ CASES = [
     ("persona-tab-indent", edit_persona("style: [plain, exact]", "style:\n\t- plain"), RUN, "malformed YAML", set()),
     ("persona-unknown-key", edit_persona("identity:", "nmae: typo\nidentity:"), RUN, "nmae", set()),
     ("persona-unknown-nested-key", edit_persona("label: Early years", "lable: Early years"), RUN,
-     "stages[0]", set()),
+     ("stages[0].label", "stages[0].lable"), set()),
     ("persona-missing-name", edit_persona("name: Good Person\n", ""), RUN, "name", set()),
     ("persona-missing-source-file", edit_persona("sources/bio.md", "sources/nope.md"), RUN, "not found", set()),
     ("persona-source-escapes-folder", edit_persona("sources/bio.md", "../../recipe.yaml"), RUN,
@@ -189,7 +210,8 @@ CASES = [
      RUN, "not a declared stage", set()),
     ("persona-gold-undeclared-stage", edit_persona('still there.", stage: early', 'still there.", stage: old'), RUN,
      "not a declared stage", set()),
-    ("persona-duplicate-stage", edit_persona("id: late,", "id: early,"), RUN, "duplicate stage", set()),
+    ("persona-duplicate-stage", edit_persona("id: late,", "id: early,"), RUN,
+     ("duplicate stage", "'late' is not a declared stage"), set()),
     ("persona-sources-without-stages", write_persona(
         "id: good\nname: G\nidentity: x\nsources:\n  - {path: sources/bio.md, kind: objective, stage: early}\n"),
      RUN, "declare at least one stage", set()),
@@ -205,7 +227,39 @@ CASES = [
     ("persona-not-utf8", write_persona("id: good\nname: Ren\xe9e\nidentity: x\n".encode("latin-1")), RUN, "UTF-8",
      set()),
     ("persona-validate-missing-folder", None, ["persona", "validate", "personas/nobody"], "not found", set()),
+    ("persona-alias-bomb", edit_persona("gold:\n", alias_bomb() + "gold:\n"), VALIDATE, "alias bomb", set()),
+    ("persona-recursive-alias", edit_persona("style: [plain, exact]", "style: &s [plain, *s]"), VALIDATE,
+     "refers to itself", set()),
+    ("persona-too-large", edit_persona("style: [plain, exact]", "style: [" + "plain, " * 200_000 + "exact]"),
+     VALIDATE, "over the", set()),
+    ("persona-nested-too-deep", edit_persona("style: [plain, exact]", "style: " + "[" * 2000 + "]" * 2000),
+     VALIDATE, "nested", set()),
+    ("persona-huge-integer", edit_persona("O: 3.5", "O: " + "9" * 5000), VALIDATE, "cannot be read", set()),
+    ("persona-list-as-key", edit_persona("style: [plain, exact]", "? [a, b]\n: c"), VALIDATE, "mapping key",
+     set()),
+    ("persona-unknown-and-missing", edit_persona("identity:", "idntity:"), VALIDATE,
+     ("identity: field required", "rename 'idntity' to 'identity'"), set()),
+    ("persona-every-problem", chain(edit_persona("label: Early years", "lable: Early years"),
+                                    edit_persona("O: 3.5", "O: extreme"),
+                                    edit_persona("kind: subjective, stage: late", "kind: subjective, stage: old"),
+                                    edit_persona("sources/bio.md", "sources/nope.md")), VALIDATE,
+     ("stages[0].label (line 6): field required", "stages[0].lable (line 6): unknown key", "big_five.O",
+      "sources[1].stage (line 10): 'old' is not a declared stage", "sources[0].path (line 9): source file"),
+     set()),
+    ("persona-symlink-outside", symlink_source("link.md", "/etc/hostname"), VALIDATE,
+     "escapes the persona folder", set()),
+    ("persona-validate-fake-pdf", source("junk.pdf", JUNK[:2048]), VALIDATE, "cannot be read as a PDF", set()),
+    ("persona-validate-fake-epub", source("book.epub", b"PK\x03\x04 not really a zip"), VALIDATE,
+     "cannot be read as an EPUB", set()),
+    ("persona-validate-binary-txt", source("junk.txt", b"\x00\x01\x02binary" * 200), VALIDATE,
+     "sources/junk.txt: looks like a binary file", set()),
+    ("persona-validate-all-unreadable", chain(source("junk.pdf", JUNK[:2048]), source("book.epub", b"PK\x03\x04"),
+                                              source("junk.txt", b"\x00\x01" * 50)), VALIDATE,
+     ("junk.txt", "book.epub", "junk.pdf"), set()),
     # -- recipes ----------------------------------------------------------------------------
+    ("recipe-alias-bomb", edit_recipe("name: bad", alias_bomb() + "name: bad"), RUN, "alias bomb", set()),
+    ("recipe-unknown-and-missing", edit_recipe("teacher:", "teachr:"), RUN,
+     ("teacher: field required", "rename 'teachr' to 'teacher'"), set()),
     ("recipe-missing-file", None, ["run", "nope.yaml", "--run-dir", "run"], "not found", set()),
     ("recipe-empty", write_recipe(""), RUN, "empty", set()),
     ("recipe-malformed-yaml", edit_recipe("name: bad", "name: [bad"), RUN, "malformed YAML", set()),
@@ -238,6 +292,8 @@ CASES = [
     ("source-docx", source("notes.docx", b"PK\x03\x04" + JUNK[:256]), CONSTRUCT, "unsupported format",
      NOTHING),
     ("source-fake-epub", source("book.epub", b"PK\x03\x04 not really a zip"), CONSTRUCT, "EPUB", NOTHING),
+    ("source-all-unreadable-at-once", chain(source("junk.pdf", JUNK[:2048]), source("latin.txt", b"Caf\xe9")),
+     CONSTRUCT, ("not valid UTF-8", "PDF"), NOTHING),
     # -- GGUFs and bundles (perskit chat) ----------------------------------------------------
     ("gguf-empty", gguf_file(b""), ["chat", "model.gguf"], "not a GGUF", set()),
     ("gguf-random-bytes", gguf_file(JUNK), ["chat", "model.gguf"], "not a GGUF", set()),
@@ -315,9 +371,11 @@ def test_bad_input_fails_in_one_line(case_id, breaker, argv, fragment, allowed, 
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert "Traceback" not in res.stderr + res.stdout, res.stderr[-3000:]
     assert res.returncode == 2, f"exit {res.returncode}\nstdout: {res.stdout[-1000:]}\nstderr: {res.stderr[-2000:]}"
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("perskit: error:"), lines[0]
-    assert fragment.lower() in lines[0].lower(), lines[0]
+    fragments = fragment if isinstance(fragment, tuple) else (fragment,)  # one line per problem, in order
+    assert len(lines) == len(fragments), res.stderr
+    for line, frag in zip(lines, fragments):
+        assert line.startswith("perskit: error:"), line
+        assert frag.lower() in line.lower(), line
     after = _tree(project)
     new = set(after) - set(before)
     assert new <= allowed, f"partial output written: {sorted(new - allowed)}"
@@ -331,3 +389,29 @@ def test_corpus_size():
     assert len({c[0] for c in CASES}) == len(CASES)
     kinds = {c[0].split("-")[0] for c in CASES}
     assert {"persona", "recipe", "source", "gguf", "bundle", "card"} <= kinds
+
+
+@pytest.mark.parametrize("argv,spec", [(VALIDATE, "personas/good/persona.yaml"), (RUN, "recipe.yaml")])
+def test_alias_bomb_under_a_memory_cap(project, tmp_path, argv, spec):
+    """The issue's bomb (9^8 nodes from under 1 KB) under a 1 GiB address-space cap: before the
+    fix this died with a MemoryError traceback in the line mapper; now one line, exit 2, fast."""
+    import resource
+    import time
+
+    bomb = alias_bomb()
+    assert len(bomb) < 1024
+    path = project / spec
+    path.write_text(bomb + path.read_text())
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    env = {**os.environ, "PERSKIT_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    start = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "kit", *argv], cwd=project, env=env, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=120, preexec_fn=cap)
+    elapsed = time.monotonic() - start
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr[-2000:]
+    assert "alias bomb" in lines[0] and spec in lines[0], lines[0]
+    assert elapsed < 30, f"took {elapsed:.1f} s"

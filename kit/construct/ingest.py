@@ -13,7 +13,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from kit.errors import KitError, require
+from kit.errors import KitError, raise_all, require
 
 FORMATS = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".epub")
 
@@ -148,13 +148,37 @@ def passage_id(kind: str, stage: str, text: str) -> str:
     return hashlib.sha256(f"{kind}|{stage}|{text}".encode("utf-8")).hexdigest()[:16]
 
 
+def open_source(path: str | Path) -> str:
+    """``read_source``, with OS-level failures (permissions, a vanished file) as KitErrors.
+
+    ``perskit persona validate`` passes this to ``load_persona(read=...)``, so every source
+    is opened and extracted exactly as construction will, before any model is involved.
+    """
+    try:
+        return read_source(path)
+    except OSError as exc:
+        raise _fail(Path(path), f"cannot be opened ({exc.strerror or type(exc).__name__})",
+                    "check the file's permissions and that it still exists") from None
+
+
+def read_all(lp) -> list[str]:
+    """The text of every source, in order; all unreadable ones are reported together."""
+    texts, problems = [], []
+    for src in lp.spec.sources:
+        try:
+            texts.append(open_source(lp.source_path(src)))
+        except KitError as exc:
+            problems.append(exc)
+    raise_all(problems)
+    return texts
+
+
 def ingest_persona(lp, passage_words: int) -> list[dict]:
     """All passages of a loaded persona, in source order, identical text de-duplicated."""
     spec = lp.spec
     out, seen = [], set()
-    for src in spec.sources:
-        path = lp.source_path(src)
-        for pos, text in enumerate(split_passages(read_source(path), passage_words)):
+    for src, source_text in zip(spec.sources, read_all(lp)):
+        for pos, text in enumerate(split_passages(source_text, passage_words)):
             pid = passage_id(src.kind, src.stage, text)
             if pid in seen:
                 continue

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, Union
+from typing import Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kit.errors import KitError
-from kit.spec.yamlio import load_yaml, validate
+from kit.errors import KitError, raise_all
+from kit.spec.yamlio import collect, format_loc, load_yaml, problem_at
 
 ID_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 # high/low map to the IPIP 1-5 scale the way BIG5-CHAT's binary levels are usually read.
@@ -101,26 +101,15 @@ class Persona(_Strict):
     boundaries: list[str] = Field(default_factory=list, description="Topics refused or deflected.")
 
     @model_validator(mode="after")
-    def _cross_checks(self):
-        if not self.sources and self.big_five is None:
-            raise ValueError("empty persona: give sources (material-based) or big_five (trait-only)")
-        if not self.stages:
-            if self.sources:
-                raise ValueError("sources need stages: declare at least one stage")
+    def _cross_checks(self, info):
+        # load_persona runs these on the raw file itself, to report all of them, one line each
+        if not (info.context or {}).get("cross_checked"):
+            problems = cross_problems(self.model_dump())
+            if problems:
+                loc, msg, _ = problems[0]
+                raise ValueError(f"{format_loc(loc)}: {msg}" if loc else msg)
+        if not self.stages:  # a trait-only persona (one with sources must declare stages)
             self.stages = [Stage(id="present", label="Present day", period="now")]
-        ids = [s.id for s in self.stages]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"duplicate stage id in {ids}")
-        declared = set(ids)
-        for i, src in enumerate(self.sources):
-            if src.stage not in declared:
-                raise ValueError(f"sources[{i}].stage '{src.stage}' is not a declared stage {sorted(declared)}")
-        for i, g in enumerate(self.gold):
-            if g.stage is not None and g.stage not in declared:
-                raise ValueError(f"gold[{i}].stage '{g.stage}' is not a declared stage {sorted(declared)}")
-        for i, o in enumerate(self.opinions):
-            if o.stage is not None and o.stage not in declared:
-                raise ValueError(f"opinions[{i}].stage '{o.stage}' is not a declared stage {sorted(declared)}")
         return self
 
     # -- helpers used by every later stage -------------------------------------------------
@@ -179,27 +168,94 @@ class LoadedPersona(BaseModel):
         return (self.root / src.path).resolve()
 
 
-def load_persona(path: str | Path) -> LoadedPersona:
+def cross_problems(data: dict) -> list[tuple[tuple, str, str]]:
+    """Rules across fields, checked on the raw mapping so they hold whatever else is wrong.
+
+    Returns (field path, message, fix) triples; values of the wrong type are skipped here, since
+    field validation already names them.
+    """
+    def listed(key):
+        value = data.get(key)
+        return value if isinstance(value, list) else []
+
+    if not data.get("sources") and data.get("big_five") is None:
+        return [((), "empty persona: give sources (material-based) or big_five (trait-only)",
+                 "add sources: (with stages:) or a big_five: profile")]
+    if not data.get("stages"):
+        return [(("stages",), "sources need stages: declare at least one stage",
+                 "add a stages: list and give each source one of its ids")] if data.get("sources") else []
+    stages = data["stages"]
+    if not isinstance(stages, list) or not all(isinstance(s, dict) and isinstance(s.get("id"), str)
+                                               for s in stages):
+        return []  # field validation names the bad stage; references to it cannot be judged
+    ids = [s["id"] for s in stages]
+    out = []
+    dups = sorted({i for i in ids if ids.count(i) > 1})
+    if dups:
+        out.append((("stages",), f"duplicate stage id {dups} in {ids}", "give each stage its own id"))
+    declared = sorted(set(ids))
+    for section in ("sources", "gold", "opinions"):
+        for i, item in enumerate(listed(section)):
+            stage = item.get("stage") if isinstance(item, dict) else None
+            if isinstance(stage, str) and stage not in declared:
+                out.append(((section, i, "stage"), f"'{stage[:60]}' is not a declared stage {declared}",
+                            "use a declared stage id, or declare this one under stages:"))
+    return out
+
+
+def _source_problem(root: Path, raw: str) -> tuple[str, str] | None:
+    """Why the source path ``raw`` cannot be used, as (message, fix), or None."""
+    try:
+        p = (root / raw).resolve()  # follows symlinks, so one pointing outside is caught too
+        if Path(raw).is_absolute() or not p.is_relative_to(root):
+            return (f"'{raw}' escapes the persona folder",
+                    "keep source files inside the persona folder and use a relative path")
+        if p.exists() and not p.is_file():
+            return f"'{raw}' is not a regular file", "point at a file, not a folder"
+        if not p.is_file():
+            return (f"source file '{raw}' not found",
+                    "create the file or correct the path (relative to the persona folder)")
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, name too long, symlink loop
+        return f"'{raw[:80]}' is not a usable path ({type(exc).__name__})", "use a plain relative file path"
+    return None
+
+
+def source_problems(data: dict, *, path: Path, lines: dict, root: Path,
+                    read: Callable[[Path], object] | None = None) -> list[KitError]:
+    """Every unusable source: outside the folder, missing, or (with ``read``) unreadable."""
+    out: list[KitError] = []
+    sources = data.get("sources")
+    for i, src in enumerate(sources if isinstance(sources, list) else []):
+        raw = src.get("path") if isinstance(src, dict) else None
+        if not isinstance(raw, str):
+            continue  # field validation names it
+        bad = _source_problem(root, raw)
+        if bad:
+            out.append(problem_at(path, ("sources", i, "path"), lines, *bad))
+        elif read is not None:
+            try:
+                read((root / raw).resolve())
+            except KitError as exc:  # named as the user wrote it, beside the spec
+                out.append(KitError(exc.message, where=path.parent / raw, fix=exc.fix))
+    return out
+
+
+def load_persona(path: str | Path, *, read: Callable[[Path], object] | None = None) -> LoadedPersona:
     """Load ``persona.yaml`` (or a folder holding one), validating everything.
 
-    Raises KitError (one line, exit 2) on any problem; never returns a partial persona.
+    ``read`` (e.g. the ingest stage's ``read_source``) is called on every usable source so
+    that a file construction could not read is reported now. Every problem found is raised
+    together, one line each (KitErrors, exit 2); never returns a partial persona.
     """
     path = Path(path)
     if path.is_dir():
         path = path / "persona.yaml"
     data, lines = load_yaml(path, what="persona spec")
-    spec = validate(Persona, data, path=path, lines=lines)
+    spec, problems = collect(Persona, data, path=path, lines=lines, context={"cross_checked": True})
+    problems += [problem_at(path, loc, lines, msg, fix) for loc, msg, fix in cross_problems(data)]
     root = path.parent.resolve()
-    for i, src in enumerate(spec.sources):
-        p = (root / src.path).resolve()
-        line = lines.get(("sources", i, "path"))
-        where = f"{path}: sources[{i}].path" + (f" (line {line})" if line else "")
-        if Path(src.path).is_absolute() or not p.is_relative_to(root):
-            raise KitError(f"'{src.path}' escapes the persona folder", where=where,
-                           fix="keep source files inside the persona folder and use a relative path")
-        if not p.is_file():
-            raise KitError(f"source file '{src.path}' not found", where=where,
-                           fix="create the file or correct the path (relative to the persona folder)")
+    problems += source_problems(data, path=path, lines=lines, root=root, read=read)
+    raise_all(problems)
     return LoadedPersona(spec=spec, root=root)
 
 
