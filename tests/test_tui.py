@@ -333,3 +333,73 @@ def test_chat_cli_help_and_bad_input_are_one_line(tmp_path):
     (tmp_path / "bad.gguf").write_bytes(b"junk")
     r = run_cli("chat", str(tmp_path / "bad.gguf"))
     assert r.returncode == 2 and "not a GGUF file" in r.stderr and "Traceback" not in r.stderr
+
+
+async def test_multiline_message_copy_last_reply(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        prompt = app.query_one("#prompt")
+        await pilot.press("f", "i", "r", "s", "t", "ctrl+j", "s", "u", "m", "m", "e", "r")
+        assert prompt.value == "first\nsummer" and not app.session.items  # ctrl+j is a new line, not send
+        await pilot.press("enter")
+        await settle(pilot)
+        assert texts(app, "user")[-1] == "first\nsummer" and texts(app, "assistant")[-1] == REPLY
+        assert prompt.value == ""
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert app.clipboard == REPLY
+        await send(pilot, "/copy")
+        assert app.clipboard == REPLY
+
+
+async def test_command_palette_switches_stage_persona_and_exports(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSKIT_HOME", str(tmp_path / "home"))
+    tomas = SlowScripted(lambda m: "Tomas: " + m[0]["content"][:20], delay=0)
+    agents = [Agent("Tomas Reyes", tomas, "You are Tomas Reyes, a harbour pilot.", "tomas-reyes")]
+    app = make_app(tmp_path, agents=agents)
+
+    async def palette(pilot, query):
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        for ch in query:
+            await pilot.press(ch if ch != " " else "space")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "What did you do that summer?")
+        await settle(pilot)
+        await palette(pilot, "stage retired")
+        assert app.session.stage == "late"
+        await palette(pilot, "export markdown")
+        exported = tmp_path / "home" / "exports" / f"conversation-{app.session.conv_id}.md"
+        assert REPLY in exported.read_text()
+        await palette(pilot, "persona tomas")
+        assert app.session.persona.name == "Tomas Reyes" and app.session.conv_id is None
+        await send(pilot, "hello")
+        await settle(pilot)
+        assert texts(app, "assistant")[-1] == "Tomas: You are Tomas Reyes,"
+        from textual.command import CommandPalette
+
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press("escape")  # the app's priority Esc (stop) hands it to the palette
+        await pilot.pause()
+        assert not isinstance(app.screen, CommandPalette)
+
+
+def test_data_dir_honours_xdg_data_home(tmp_path, monkeypatch):
+    import sys
+
+    from kit.chat.store import data_dir
+
+    monkeypatch.setenv("PERSKIT_HOME", str(tmp_path / "explicit"))
+    assert data_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("PERSKIT_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert data_dir() == tmp_path / "xdg" / "perskit"
+    else:
+        assert data_dir().name == "perskit"

@@ -82,3 +82,15 @@ def test_snapshot_discussion(snap_compare, tmp_path):
         await _fixed_stats(pilot)
 
     assert snap_compare(app_for(tmp_path, agents), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_command_palette(snap_compare, tmp_path):
+    async def run_before(pilot):
+        await _steady(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        for ch in "stage":
+            await pilot.press(ch)
+        await pilot.pause(0.5)
+
+    assert snap_compare(app_for(tmp_path), terminal_size=SIZE, run_before=run_before)

@@ -24,6 +24,7 @@ class Agent:
     engine: object
     system_prompt: str
     persona_id: str = ""
+    view: object = None  # the persona's PersonaView (stages) when it came from a bundle
 
 
 @dataclass

@@ -32,6 +32,13 @@ class PersonaView:
         return cls(bundle.persona_id, bundle.name, list(bundle.stages), bundle.default_stage,
                    bundle.base_model or bundle.gguf.name, bundle.quant)
 
+    @classmethod
+    def single(cls, persona_id: str, name: str, system_prompt: str) -> "PersonaView":
+        """A persona with one prompt and no stages (a bare GGUF or a LoRA agent)."""
+        from kit.engine.bundle import StageInfo
+
+        return cls(persona_id, name, [StageInfo("default", "default", system_prompt)], "default")
+
     def stage(self, stage_id: str):
         for s in self.stages:
             if s.id == stage_id:
@@ -114,6 +121,13 @@ class ChatSession:
         text = f"stage switched to {st.label} ({st.id})"
         self.note(text)
         return text
+
+    def switch_persona(self, persona: PersonaView, engine) -> None:
+        """Chat with another persona from now on, in a new conversation at its default stage."""
+        self.persona, self.engine = persona, engine
+        self.stage = persona.default_stage
+        self.n_ctx = getattr(engine, "n_ctx", None) or self.n_ctx
+        self.clear()
 
     def add_user(self, text: str) -> StoredMessage:
         return self._add("user", text)

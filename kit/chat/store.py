@@ -1,4 +1,4 @@
-"""Chat history in SQLite under the kit's data dir (``${PERSKIT_HOME:-~/.local/share/perskit}``).
+"""Chat history in SQLite under the kit's data dir (``$PERSKIT_HOME``, else the platform data folder).
 
 Every message is written when it starts and updated as it streams (a reply row is
 ``partial=1`` until it finishes), each write in its own committed transaction with WAL
@@ -44,9 +44,15 @@ CREATE INDEX IF NOT EXISTS messages_conv ON messages(conv_id, id);
 
 
 def data_dir() -> Path:
-    """The kit's user data folder; PERSKIT_HOME overrides it (tests point it at a tmp dir)."""
+    """The kit's user data folder: $PERSKIT_HOME if set (tests point it at a tmp dir), else the
+    platform's (platformdirs: $XDG_DATA_HOME/perskit or ~/.local/share/perskit on Linux,
+    ~/Library/Application Support/perskit on macOS, %LOCALAPPDATA%\\perskit on Windows)."""
     home = os.environ.get("PERSKIT_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".local" / "share" / "perskit"
+    if home:
+        return Path(home).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("perskit", appauthor=False)
 
 
 @dataclass

@@ -9,23 +9,27 @@ from pathlib import Path
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Input
+from textual.widgets import Footer
 
 from kit.chat.multiagent import Agent, Discussion
-from kit.chat.session import ChatSession, ReplyStats
+from kit.chat.session import ChatSession, PersonaView, ReplyStats
 from kit.chat.store import data_dir
+from kit.tui.commands import PerskitCommands
 from kit.tui.screens.help import HelpScreen
 from kit.tui.screens.settings import SettingsScreen
 from kit.tui.screens.stage import StageScreen
 from kit.tui.widgets.chat_view import ChatView
 from kit.tui.widgets.header import PersonaHeader, StatusLine
+from kit.tui.widgets.prompt import PromptArea
 from kit.tui.widgets.sidebar import HistorySidebar
 
 
 class ChatApp(App):
     CSS_PATH = "chat.tcss"
     TITLE = "perskit chat"
+    COMMANDS = App.COMMANDS | {PerskitCommands}
     # Footer order matters on 80 columns: the keys a newcomer needs first.
     BINDINGS = [
         Binding("f1", "help", "Help"),
@@ -33,10 +37,12 @@ class ChatApp(App):
         Binding("ctrl+c", "stop", "Stop", show=False, priority=True),
         Binding("ctrl+t", "stage", "Stage"),
         Binding("ctrl+r", "regen", "Regen"),
-        Binding("ctrl+g", "edit_last", "Edit"),
+        Binding("ctrl+o", "copy_last", "Copy"),
         Binding("ctrl+l", "clear", "New"),
         Binding("ctrl+s", "settings", "Sampling"),
-        Binding("ctrl+b", "sidebar", "History"),
+        # Listed in F1 help and the palette; the footer has room for 80 columns only.
+        Binding("ctrl+g", "edit_last", "Edit", show=False),
+        Binding("ctrl+b", "sidebar", "History", show=False),
     ]
 
     def __init__(self, session: ChatSession, agents: list[Agent] | None = None,
@@ -48,6 +54,11 @@ class ChatApp(App):
         self.discussion: Discussion | None = None
         self._items_before = 0
         self.live_stats = ReplyStats()  # from the view's progress reports (discussions have no session stats)
+        # Personas the palette can switch to: this one, then each --with persona (its stages when
+        # it came from a bundle, else its one prompt).
+        self.personas = [(session.persona, session.engine)] + [
+            (a.view or PersonaView.single(a.persona_id or a.name, a.name, a.system_prompt), a.engine)
+            for a in self.extra_agents]
 
     # -- layout ----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -57,8 +68,8 @@ class ChatApp(App):
             with Vertical(id="main"):
                 yield ChatView(id="chat")
                 yield StatusLine(id="status")
-                yield Input(placeholder="Message (/help for commands)", id="prompt")
-        yield Footer(compact=True, show_command_palette=False)
+                yield PromptArea(placeholder="Message (Enter sends, Ctrl+J new line, /help)", id="prompt")
+        yield Footer(compact=True, show_command_palette=True)
 
     def on_mount(self) -> None:
         self.query_one(HistorySidebar).display = self.size.width >= 100
@@ -66,7 +77,7 @@ class ChatApp(App):
         self.refresh_sidebar()
         self.query_one(ChatView).show_items(self.session.items)
         self.refresh_status()
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptArea).focus()
 
     @property
     def chat(self) -> ChatView:
@@ -94,11 +105,9 @@ class ChatApp(App):
         self.chat.add_bubble("note", "", text)
 
     # -- input -----------------------------------------------------------------------------
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "prompt":
-            return
+    def on_prompt_area_submitted(self, event: PromptArea.Submitted) -> None:
         text = event.value.strip()
-        event.input.value = ""
+        event.prompt.value = ""
         if not text:
             return
         if text.startswith("/"):
@@ -112,7 +121,7 @@ class ChatApp(App):
             return
         if self.chat.generating:
             self.notify("a reply is still streaming: press Esc to stop it first", severity="warning")
-            event.input.value = text
+            event.prompt.value = text
             return
         msg = self.session.add_user(text)
         self.chat.add_bubble("user", "You", msg.content)
@@ -150,6 +159,9 @@ class ChatApp(App):
         if isinstance(self.screen, (HelpScreen, StageScreen, SettingsScreen)):
             self.screen.dismiss(None)
             return
+        if isinstance(self.screen, CommandPalette):  # Esc is a priority key here: give it back
+            self.screen._action_escape()
+            return
         if not self.chat.stop():
             self.notify("nothing to stop (Ctrl+Q quits)", timeout=2)
 
@@ -173,9 +185,33 @@ class ChatApp(App):
             self.notify("no message to edit")
             return
         self.chat.show_items(self.session.items)
-        prompt = self.query_one("#prompt", Input)
+        prompt = self.query_one("#prompt", PromptArea)
         prompt.value = text
         prompt.focus()
+
+    def action_copy_last(self) -> None:
+        items = self.discussion.items if self.discussion else self.session.items
+        reply = next((m.content for m in reversed(items) if m.role == "assistant" and m.content), None)
+        if reply is None:
+            self.notify("no reply to copy yet")
+            return
+        self.copy_to_clipboard(reply)  # OSC 52: works over SSH in most terminals
+        self.notify(f"copied the last reply ({len(reply)} characters)", timeout=2)
+
+    def switch_persona(self, index: int) -> None:
+        if self.chat.generating:
+            self.notify("stop the reply first (Esc)", severity="warning")
+            return
+        view, engine = self.personas[index]
+        if view.id == self.session.persona.id:
+            return
+        self.discussion = None
+        self.session.switch_persona(view, engine)
+        self.chat.show_items([])
+        self.note(f"now chatting with {view.name} (stage {view.stage(self.session.stage).label})")
+        self.refresh_header()
+        self.refresh_sidebar()
+        self.refresh_status()
 
     def action_clear(self) -> None:
         if self.chat.generating:
@@ -251,7 +287,7 @@ class ChatApp(App):
         self.refresh_header()
         self.refresh_sidebar()
         self.refresh_status(f"reopened #{conv_id}")
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptArea).focus()
 
     # -- slash commands --------------------------------------------------------------------
     def run_command(self, line: str) -> None:
@@ -262,7 +298,8 @@ class ChatApp(App):
         cmd, args = (parts[0].lower(), parts[1:]) if parts else ("help", [])
         simple = {"help": self.action_help, "regen": self.action_regen, "edit": self.action_edit_last,
                   "clear": self.action_clear, "new": self.action_clear, "settings": self.action_settings,
-                  "history": self.action_sidebar, "stop": self.action_stop, "quit": self.exit}
+                  "history": self.action_sidebar, "stop": self.action_stop, "quit": self.exit,
+                  "copy": self.action_copy_last}
         if cmd in simple:
             simple[cmd]()
         elif cmd == "stage":

@@ -13,9 +13,12 @@ HELP = """\
 | key | action |
 | --- | --- |
 | Enter | send the message |
+| Ctrl+J | new line in the message (also Shift/Alt+Enter where the terminal sends them) |
 | Esc / Ctrl+C | stop the reply (the partial text is kept and saved) |
 | Ctrl+R | regenerate the last reply |
 | Ctrl+G | edit the last message |
+| Ctrl+O | copy the last reply to the clipboard |
+| Ctrl+P | command palette: stage, persona, export, copy... |
 | Ctrl+L | new conversation (the old one stays in the history) |
 | Ctrl+T | switch life stage |
 | Ctrl+S | sampling settings |
@@ -28,7 +31,7 @@ HELP = """\
 | /help | this help |
 | /stage [id] | switch stage (no id: pick from a list) |
 | /stages | list the stages |
-| /regen, /edit, /clear | as the keys above |
+| /regen, /edit, /clear, /copy | as the keys above |
 | /settings | temperature, top-p, max tokens, seed |
 | /history | toggle the sidebar; /open N reopens conversation N |
 | /export [md\\|json] [path] | export this conversation (default: the data dir) |
@@ -37,7 +40,8 @@ HELP = """\
 | /quit | quit |
 
 Conversations are saved as you type and as replies stream, in SQLite under
-`$PERSKIT_HOME` (default `~/.local/share/perskit`). Press Esc to close.
+`$PERSKIT_HOME` (default: the platform data folder, `$XDG_DATA_HOME/perskit` or
+`~/.local/share/perskit` on Linux). Press Esc to close.
 """
 
 

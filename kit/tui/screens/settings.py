@@ -1,4 +1,4 @@
-"""Sampling settings: temperature, top-p, max tokens, seed (validated by GenParams)."""
+"""Sampling settings: temperature, top-p, min-p, repeat penalty, max tokens, seed (validated by GenParams)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ class SettingsScreen(ModalScreen[dict | None]):
     """Dismisses with a dict of new values (validated by the caller's params model) or None."""
 
     BINDINGS = [("escape", "dismiss(None)", "cancel")]
-    FIELDS = (("temperature", "0-2"), ("top_p", "0-1"), ("max_tokens", ">=1"), ("seed", "-1 = random"))
+    FIELDS = (("temperature", "0-2"), ("top_p", "0-1"), ("min_p", "0-1"), ("repeat_penalty", "1 = off"),
+              ("max_tokens", ">=1"), ("seed", "-1 = random"))
+    INTS = {"max_tokens", "seed"}
 
     def __init__(self, values: dict, validate) -> None:
         super().__init__()
@@ -25,7 +27,7 @@ class SettingsScreen(ModalScreen[dict | None]):
             with Grid(id="settings-grid"):
                 for name, hint in self.FIELDS:
                     yield Label(f"{name} ({hint})")
-                    yield Input(str(self.values.get(name, "")), id=f"set-{name}")
+                    yield Input(str(self.values.get(name, "")), id=f"set-{name}", compact=True)
             yield Label("", id="settings-error")
             with Horizontal(id="settings-buttons"):
                 yield Button("Save", variant="primary", id="save")
@@ -34,8 +36,7 @@ class SettingsScreen(ModalScreen[dict | None]):
     def _collect(self) -> dict | None:
         raw = {name: self.query_one(f"#set-{name}", Input).value.strip() for name, _ in self.FIELDS}
         try:
-            values = {"temperature": float(raw["temperature"]), "top_p": float(raw["top_p"]),
-                      "max_tokens": int(raw["max_tokens"]), "seed": int(raw["seed"])}
+            values = {k: int(v) if k in self.INTS else float(v) for k, v in raw.items()}
             self.validate(values)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError too
             errors = getattr(exc, "errors", None)
