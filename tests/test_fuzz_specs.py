@@ -299,3 +299,16 @@ def test_oversized_and_near_limit_specs(project):
     start = time.monotonic()
     assert _persona_case(project, near, peak_limit=None) is None  # tracemalloc would triple the time
     assert time.monotonic() - start < 30
+
+
+def test_card_png_with_a_json_bomb_is_one_line():
+    """A character card PNG whose embedded JSON nests 100,000 deep: one KitError, no RecursionError."""
+    import base64
+
+    from kit.export import card as cards
+
+    png = cards.embed_cards(cards.solid_png("x", 4), {})
+    payload = base64.b64encode(b"[" * 100_000 + b"]" * 100_000)
+    png = png[:-12] + cards._chunk(b"tEXt", b"chara\0" + payload) + png[-12:]
+    with pytest.raises(KitError, match="not base64 JSON"):
+        cards.read_cards(png)

@@ -169,9 +169,12 @@ def read_cards(png: bytes) -> dict[str, dict]:
             continue
         key, value = payload.split(b"\0", 1)
         if key.decode("latin-1") in CARD_KEYS:
+            from kit.spec.yamlio import load_json_spec  # shared cards are untrusted: bounded parse
+
             try:
-                out[key.decode("latin-1")] = json.loads(base64.b64decode(value, validate=True).decode("utf-8"))
-            except (ValueError, UnicodeDecodeError):
+                out[key.decode("latin-1")] = load_json_spec(base64.b64decode(value, validate=True),
+                                                            where="card PNG", what="card")
+            except (ValueError, KitError):  # too large or too deep counts as not a card, too
                 raise KitError(f"the '{key.decode()}' chunk is not base64 JSON", where="card PNG",
                                fix="re-export the card") from None
     return out
