@@ -174,6 +174,15 @@ def alias_bomb(levels: int = 8, width: int = 9) -> str:
     return text
 
 
+def flow_bomb(levels: int = 8, width: int = 9) -> str:
+    """The same bomb as one flow-style YAML value (for ``--set``)."""
+    parts, prev = ["&l0 [lol]"], "l0"
+    for n in range(1, levels + 1):
+        parts.append(f"&l{n} [" + ",".join([f"*{prev}"] * width) + "]")
+        prev = f"l{n}"
+    return "[" + ", ".join(parts) + "]"
+
+
 def chain(*fns):
     def apply(p: Path):
         for f in fns:
@@ -275,6 +284,7 @@ CASES = [
     ("recipe-unknown-lora-key", edit_recipe("max_steps: 2", "max_steps: 2, lora: {rank: 8}"), RUN, "rank",
      set()),
     ("override-without-equals", None, RUN + ["--set", "train.max_steps"], "--set", set()),
+    ("override-alias-bomb", None, RUN + ["--set", "name=" + flow_bomb()], "alias bomb", set()),
     ("override-into-scalar", None, RUN + ["--set", "name.x=1"], "not a section", set()),
     ("override-wrong-type", None, RUN + ["--set", "train.max_steps=lots"], "max_steps", set()),
     ("override-unknown-field", None, RUN + ["--set", "train.epochs=3"], "epochs", set()),

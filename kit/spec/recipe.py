@@ -18,7 +18,7 @@ from kit.construct.config import ConstructConfig
 from kit.errors import KitError
 from kit.eval.config import EvalConfig
 from kit.export.config import ChatConfig, ExportConfig
-from kit.spec.yamlio import load_yaml, validate
+from kit.spec.yamlio import load_yaml, override_value, validate
 from kit.teachers.config import TeacherConfig
 from kit.dpo.config import DpoConfig
 from kit.train.config import TrainConfig
@@ -81,19 +81,13 @@ class LoadedRecipe(BaseModel):
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``a.b.c=value`` -> (['a','b','c'], parsed value). Values are parsed as YAML scalars."""
-    import yaml
-
     if "=" not in item:
         raise KitError(f"override '{item}' has no '='", where="--set", fix="write --set section.key=value")
     key, raw = item.split("=", 1)
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise KitError(f"override '{item}' has an empty key", where="--set", fix="write --set section.key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return parts, value
+    return parts, override_value(raw)  # bounded like the file: an alias bomb in --set is refused
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -176,6 +176,26 @@ def load_yaml(path: Path, *, what: str = "YAML file") -> tuple[Any, dict[tuple, 
     return data, lines
 
 
+def override_value(raw: str) -> Any:
+    """A ``--set`` value, parsed as YAML with the same alias bounds as a spec file; text
+    that is not YAML stays text (``--set name=a:b``)."""
+    import yaml
+
+    if not raw.strip():
+        return ""
+    loader = _loader_class()(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        check_expansion(node, Path("--set"))
+        return loader.construct_document(node)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return raw
+    finally:
+        loader.dispose()
+
+
 def format_loc(loc: tuple) -> str:
     out = ""
     for part in loc:
