@@ -49,24 +49,43 @@ def check_quants(quants: list[str]) -> list[str]:
 def convert_hf(merged: Path, out: Path, model_name: str | None = None, metadata: dict | None = None) -> str:
     """HF checkpoint folder -> f16 GGUF with the folder's tokenizer and chat template.
 
-    ``metadata``: ``general.*`` keys (name, licence, base models) written through the
-    converter's ``--metadata`` override file; quantizing copies them into every quant."""
+    ``metadata``: ``general.*`` keys (name, licence, base models) for the GGUF; quantizing
+    copies them into every quant. The converter takes most through its ``--metadata``
+    override file, but reads ``general.license`` only from the model folder's README.md
+    front matter, so the checkpoint is presented through a linked view carrying one."""
     import json
+    import shutil
+    import tempfile
 
-    args = [str(merged), "--outfile", str(out), "--outtype", "f16"]
+    args = ["--outfile", str(out), "--outtype", "f16"]
     if model_name:
         args += ["--model-name", model_name]  # general.name, shown by LM Studio / Ollama
-    if metadata:
-        override = Path(out).with_name(Path(out).stem + ".metadata.json")
-        override.write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
-        args += ["--metadata", str(override)]
+    scratch = Path(tempfile.mkdtemp(prefix=".convert-", dir=Path(out).parent)) if metadata else None
     try:
-        log = run_converter("convert_hf_to_gguf.py", args, what="HF -> GGUF conversion")
+        if scratch is not None:
+            (scratch / "metadata.json").write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
+            args += ["--metadata", str(scratch / "metadata.json")]
+            merged = _view_with_licence(Path(merged), scratch / "model", metadata)
+        log = run_converter("convert_hf_to_gguf.py", [str(merged), *args], what="HF -> GGUF conversion")
     finally:
-        if metadata:
-            override.unlink(missing_ok=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     read_header(out)
     return log
+
+
+def _view_with_licence(folder: Path, view: Path, metadata: dict) -> Path:
+    """``folder``'s files linked into ``view``, plus a README.md whose front matter has the licence."""
+    import yaml
+
+    view.mkdir()
+    for p in folder.iterdir():
+        if p.is_file() and p.name != "README.md":
+            (view / p.name).symlink_to(p.resolve())
+    card = {k: metadata[f"general.{k.replace('_', '.')}"] for k in ("license", "license_name", "license_link")
+            if f"general.{k.replace('_', '.')}" in metadata}
+    (view / "README.md").write_text("---\n" + yaml.safe_dump(card) + "---\n", encoding="utf-8")
+    return view
 
 
 def convert_lora(adapter: Path, base: Path, out: Path) -> str:
