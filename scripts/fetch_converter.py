@@ -14,7 +14,6 @@ and extracts only ``convert_hf_to_gguf.py``, ``convert_lora_to_gguf.py``, the
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +25,9 @@ from kit.export.converter import MARKER, default_converter_dir, install_from_sdi
 
 
 def sdist_cache() -> Path:
-    base = Path(os.environ.get("PERSKIT_HOME") or Path.home() / ".cache" / "perskit")
-    return base / "sdist"
+    from kit.home import cache_home  # one PERSKIT_HOME resolution for the whole kit
+
+    return cache_home() / "sdist"
 
 
 def find_or_download_sdist(version: str) -> Path:
