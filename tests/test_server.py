@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -197,26 +198,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_live_perskit_serve_with_real_gguf(tmp_path):
-    bundle = make_bundle(tmp_path / "ada", smollm2_gguf(), quant="Q4_1")
+@contextmanager
+def running_server(args: list[str], probe: str, log):
+    """Start ``python <args>`` on a free port, wait until GET ``probe`` answers, yield its URL, stop it."""
     port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "kit", "serve", str(bundle), "--port", str(port),
-                             "--api-key", "secret", "--n-ctx", "1024", "--max-tokens", "24"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, *args, "--port", str(port)], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
-            assert proc.poll() is None, proc.stdout.read()
+            assert proc.poll() is None, f"server exited with {proc.returncode}"
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}{probe}", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            assert time.monotonic() < deadline, "perskit serve did not come up"
+            assert time.monotonic() < deadline, f"{args[:2]} did not come up"
             time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_live_perskit_serve_with_real_gguf(tmp_path):
+    bundle = make_bundle(tmp_path / "ada", smollm2_gguf(), quant="Q4_1")
+    args = ["-m", "kit", "serve", str(bundle), "--api-key", "secret", "--n-ctx", "1024", "--max-tokens", "24"]
+    with open(tmp_path / "serve.log", "w") as log, running_server(args, "/health", log) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="secret", max_retries=0, timeout=60)
         assert [m.id for m in client.models.list().data] == ["ada-lin", "ada-lin:young", "ada-lin:late"]
         msgs = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
@@ -236,13 +250,6 @@ def test_live_perskit_serve_with_real_gguf(tmp_path):
         assert penal.choices[0].message.content != plain.choices[0].message.content
         r = httpx.post(f"{url}/v1/chat/completions", content=b"[", headers={"Authorization": "Bearer secret"})
         assert r.status_code == 400
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_serve_cli_help_and_missing_manifest(tmp_path):

@@ -8,12 +8,6 @@ metadata override, then llama.cpp's quantizer.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-
-import httpx
 import pytest
 
 openai = pytest.importorskip("openai")
@@ -56,26 +50,11 @@ def test_bundle_gguf_metadata_survives_quantization(bundle_gguf):
 @pytest.mark.slow
 def test_llama_cpp_server_answers_with_the_embedded_template(bundle_gguf, tmp_path):
     pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python's [server] extras")
-    from test_server import free_port
+    from test_server import running_server
 
-    port = free_port()
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(bundle_gguf), "--host",
-                             "127.0.0.1", "--port", str(port), "--n_ctx", "512", "--n_threads", "1",
-                             "--verbose", "True"], stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "llama_cpp.server did not come up"
-            time.sleep(0.3)
+    args = ["-m", "llama_cpp.server", "--model", str(bundle_gguf), "--host", "127.0.0.1", "--n_ctx", "512",
+            "--n_threads", "1", "--verbose", "True"]
+    with open(tmp_path / "server.log", "w") as log, running_server(args, "/v1/models", log) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=60)
         msgs = [{"role": "system", "content": "You are Ada Lin."}, {"role": "user", "content": "Hello there."}]
         r = client.chat.completions.create(model="ada-lin", messages=msgs, max_tokens=8, temperature=0)
@@ -83,14 +62,6 @@ def test_llama_cpp_server_answers_with_the_embedded_template(bundle_gguf, tmp_pa
         chunks = list(client.chat.completions.create(model="ada-lin", messages=msgs, max_tokens=8, temperature=0,
                                                       stream=True))
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
     text = (tmp_path / "server.log").read_text(errors="replace")
     # The server formatted the chat with the GGUF's own jinja template, not a built-in format.
     assert "Using gguf chat template" in text and "<|im_start|>" in text
