@@ -312,3 +312,37 @@ def test_card_png_with_a_json_bomb_is_one_line():
     png = png[:-12] + cards._chunk(b"tEXt", b"chara\0" + payload) + png[-12:]
     with pytest.raises(KitError, match="not base64 JSON"):
         cards.read_cards(png)
+
+
+@pytest.mark.parametrize("verb", ["validate", "run"])
+def test_alias_bomb_under_a_memory_cap(tmp_path, verb):
+    """The issue's bomb (9^8 nodes from under 1 KB) under a 1 GiB address-space cap: before the
+    fix this died with a MemoryError traceback in the line mapper; now one line, exit 2, fast."""
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    from spec_helpers import alias_bomb
+
+    bomb = alias_bomb()
+    assert len(bomb) < 1024
+    (tmp_path / "personas" / "good").mkdir(parents=True)
+    persona, recipe = tmp_path / "personas" / "good" / "persona.yaml", tmp_path / "recipe.yaml"
+    persona.write_text((bomb if verb == "validate" else "") + _dump(PERSONA))
+    recipe.write_text((bomb if verb == "run" else "") + _dump(RECIPE))
+    argv, spec = ((["persona", "validate", "personas/good"], "personas/good/persona.yaml") if verb == "validate"
+                  else (["run", "recipe.yaml", "--run-dir", "run"], "recipe.yaml"))
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    env = {**os.environ, "PERSKIT_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    start = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "kit", *argv], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=120, preexec_fn=cap)
+    elapsed = time.monotonic() - start
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr[-2000:]
+    assert "alias bomb" in lines[0] and spec in lines[0], lines[0]
+    assert elapsed < 30, f"took {elapsed:.1f} s"
