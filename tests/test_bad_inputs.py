@@ -297,6 +297,8 @@ CASES = [
     ("bundle-corrupt-manifest", bundle(b'{"persona": {"id": "good",', gguf=b"GGUF"), ["chat", "export/good"],
      "not valid JSON", set()),
     ("bundle-manifest-not-object", bundle(b"[1, 2, 3]"), ["chat", "export/good"], "JSON object", set()),
+    ("bundle-manifest-nested-too-deep", bundle(b"[" * 100_000 + b"]" * 100_000, gguf=b"GGUF"),
+     ["chat", "export/good"], "not valid JSON", set()),
     ("bundle-manifest-binary", bundle(b"\xff\xfe\x00junk"), ["chat", "export/good"], "manifest", set()),
     ("bundle-gguf-listed-but-missing", bundle(GOOD_MANIFEST), ["chat", "export/good"], "not found", set()),
     ("bundle-gguf-not-gguf", bundle(GOOD_MANIFEST, gguf=b"NOPE" * 100), ["chat", "export/good"], "not a GGUF",

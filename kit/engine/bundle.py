@@ -99,7 +99,7 @@ def parse_modelfile(path: Path) -> dict:
 def _read_manifest(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # bundles are shared: untrusted
         raise KitError(f"manifest is not valid JSON ({exc})", where=path,
                        fix="re-export the bundle with `perskit export`") from None
     if not isinstance(data, dict):
