@@ -97,8 +97,9 @@ def test_bundle_files_hashes_and_no_leftovers(bundle, project):
 
     out, manifest = bundle
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["Modelfile", "manifest.json", "tess-Q4_K_M.gguf", "tess-Q8_0.gguf", "tess-lora-f16.gguf",
-                     "tess.card.json", "tess.card.png"]
+    cards = [f"tess.{st}card.{ext}" for st in ("", "keeper.", "retired.") for ext in ("json", "png", "v3.json")]
+    assert names == sorted(["LICENSE-base-model.md", "Modelfile", "Modelfile.keeper", "Modelfile.retired", "README.md",
+                            "manifest.json", "tess-Q4_K_M.gguf", "tess-Q8_0.gguf", "tess-lora-f16.gguf", *cards])
     assert set(manifest["files"]) == set(names) - {"manifest.json"}
     for name, info in manifest["files"].items():
         assert info["sha256"] == sha256_file(out / name)
@@ -120,7 +121,10 @@ def test_parity_tokenizer_and_metadata(bundle, tiny_llama):
     assert par["f16"]["top1"] >= 0.99 and par["f16"]["positions"] > 100
     assert par["f16"]["kl"] < 1e-4
     assert par["Q8_0"]["kl"] < par["Q4_K_M"]["kl"]  # more bits, closer to the HF model
-    assert manifest["verify"]["tokenizer"] == {"exact": 6, "prompts": 6}
+    # Same ids as the trained model: HF-rendered prompts, bare questions and the GGUF's own chat path.
+    assert manifest["verify"]["tokenizer"] == {k: {"exact": 6, "prompts": 6} for k in ("hf_text", "plain_text",
+                                                                                         "chat_path")}
+    assert manifest["verify"]["metadata"]["add_bos_token"] == "false" and not manifest["warnings"]
     llm = ggufops.load_llama(out / "tess-Q4_K_M.gguf")
     meta = ggufops.metadata(llm)
     template = (out.parent.parent / "runs" / "tess-t" / "sft" / "adapter" / "chat_template.jinja").read_text()
@@ -173,6 +177,31 @@ def test_card_json_and_png_round_trip(bundle):
     validate_card(embedded["ccv3"])
     assert embedded["ccv3"]["data"]["name"] == "Tess Moreau"
     assert set(v2["data"]["extensions"]["perskit"]["stage_prompts"]) == {"keeper", "retired"}
+
+
+def test_stage_files_model_card_licence_and_gguf_metadata(bundle):
+    from kit.engine.llamacpp import gguf_kv
+    from kit.export.card import read_cards
+    from kit.export.modelcard import front_matter
+    from kit.export.ollama import parse_modelfile
+
+    out, manifest = bundle
+    for st in manifest["stages"]:
+        assert parse_modelfile((out / f"Modelfile.{st['id']}").read_text())["SYSTEM"] == st["system_prompt"]
+        card = read_cards((out / f"tess.{st['id']}.card.png").read_bytes())["chara"]["data"]
+        assert card["system_prompt"] == st["system_prompt"]
+    keeper = json.loads((out / "tess.keeper.card.json").read_text())["data"]
+    assert keeper["first_mes"].endswith("I kept the lamp lit.") and "Do you miss the sea" not in keeper["mes_example"]
+    readme = (out / "README.md").read_text()
+    front = front_matter(readme)
+    assert front["base_model"] == "tiny-llama-spm" and front["tags"][:2] == ["gguf", "persona"]
+    assert "license" in front and "`tess:keeper`" in readme and "## Intended use and limits" in readme
+    assert "Base model licence" in (out / "LICENSE-base-model.md").read_text()
+    for q in ("Q8_0", "Q4_K_M"):
+        assert gguf_kv(out / f"tess-{q}.gguf", "general.name") == "Tess Moreau (perskit)"
+        assert gguf_kv(out / f"tess-{q}.gguf", "general.license") == front["license"]
+        assert gguf_kv(out / f"tess-{q}.gguf", "general.base_model.count") == 1
+    assert manifest["sampling"]["temperature"] >= 0
 
 
 def test_rerun_is_skipped(bundle, project):
@@ -260,3 +289,28 @@ def test_broken_parity_fails_loudly(bundle, project, tiny_llama, monkeypatch):
         bundle_mod.export_run(loaded, persona, run, force=True)
     assert (out / "manifest.json").read_bytes() == before
     assert [p.name for p in (project / "out").iterdir()] == ["tess"]
+
+
+def test_tokenizer_mismatch_fails_the_export(bundle, project, monkeypatch):
+    """Fault injection: the converter is told the tokenizer adds a prefix space, so llama.cpp
+    puts '▁' after every chat marker where the trained model has none; same weights, so the
+    logits would pass on shared ids -- only the tokenizer check can catch it."""
+    from kit.export import bundle as bundle_mod
+    from kit.export import merge
+
+    out, _ = bundle
+    before = (out / "manifest.json").read_bytes()
+    real_view = merge.converter_view
+
+    def prefix_space_view(merged, view):
+        real_view(merged, view)
+        cfg = json.loads((view / "tokenizer_config.json").read_text())
+        (view / "tokenizer_config.json").write_text(json.dumps({**cfg, "add_prefix_space": True}))
+        return view
+
+    monkeypatch.setattr(merge, "converter_view", prefix_space_view)
+    loaded, persona, run = _open(project, "export.quants=[f16]", "export.lora_gguf=false", "export.card=false")
+    with pytest.raises(KitError, match=r"6 of 6 chat prompts tokenize differently .*HF \[.*\] vs GGUF \['▁") as exc:
+        bundle_mod.export_run(loaded, persona, run, force=True)
+    assert "\n" not in exc.value.one_line()
+    assert (out / "manifest.json").read_bytes() == before

@@ -212,10 +212,8 @@ def verify_bundle(persona, *, style: dict, step, tok, merged: Path, template: st
                        fix="check eos_token in the adapter's tokenizer_config.json")
     out["metadata"] = {"chat_template": "ok", "eos_token_id": int(llm.token_eos()),
                        "add_bos_token": meta.get("tokenizer.ggml.add_bos_token")}
-    out["tokenizer"] = parity.tokenizer_parity(llm, tok, convs, ids)
-    if out["tokenizer"]["exact"] != len(convs):
-        warnings.append(f"llama.cpp tokenizes {len(convs) - out['tokenizer']['exact']} of {len(convs)} prompts "
-                        "differently from the HF tokenizer")
+    out["tokenizer"], tok_warnings = parity.check_tokenizer(llm, tok, convs, ids, where=f16)  # fails on a mismatch
+    warnings += tok_warnings
     out["parity"]["f16"] = parity.compare(ref, parity.gguf_logits(llm, ids))
     del llm
     if out["parity"]["f16"]["top1"] < min_top1:
@@ -231,6 +229,7 @@ def verify_bundle(persona, *, style: dict, step, tok, merged: Path, template: st
         del llm
     primary = next(iter(quants))
     step(f"verifying: chat with {primary}")
+    out["tokenizer"]["chat_path"] = parity.check_chat_path(quants[primary], tok, convs, ids, n_ctx)
     chat_llm = ggufops.load_llama(quants[primary], n_ctx=n_ctx + 128)
     out["chat"] = {"file": quants[primary].name,
                    "samples": parity.chat_samples(chat_llm, convs[:n_chat])}

@@ -3,13 +3,16 @@
 Both models get the *same token ids* (the HF chat template applied to the persona's
 system prompt and questions), and their next-token distributions are compared at
 every position: top-1 agreement and mean KL(HF || GGUF) in nats. Feeding identical
-ids isolates the weights/graph; tokenizer agreement is measured separately by
-tokenizing the rendered prompt with llama.cpp and comparing the ids.
+ids isolates the weights/graph. Tokenization is checked separately, twice, and a mismatch
+fails the export: the HF-rendered text through llama.cpp's tokenizer (tokenizers alone), and
+the GGUF's own embedded template through the chat engine (what chat and serve really send).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from kit.errors import KitError
 
 GENERIC_QUESTIONS = (
     "Who are you?",
@@ -110,19 +113,83 @@ def _log_softmax(x):
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
-def tokenizer_parity(llm, tokenizer, convs: list[list[dict]], hf_ids: list[list[int]]) -> dict:
-    """Share of prompts that llama.cpp tokenizes to exactly the HF ids (as its chat path does)."""
-    same = 0
-    first_diff = None
-    for msgs, ids in zip(convs, hf_ids):
-        text = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        # llama-cpp-python's jinja chat path: add_bos=False, special=True (the template has the BOS if any).
-        got = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        if list(got) == list(ids):
+def tokenizer_parity(hf_ids: list[list[int]], gguf_ids: list[list[int]], piece=None) -> dict:
+    """Prompts whose GGUF token ids equal the HF ids exactly; for the first that differs, the
+    tokens from the first difference on (as text pieces when ``piece`` maps an id to one)."""
+    same, first_diff = 0, None
+    for a, b in zip(hf_ids, gguf_ids):
+        a, b = list(a), list(b)
+        if a == b:
             same += 1
-        elif first_diff is None:
-            first_diff = {"hf": ids[:12], "gguf": list(got)[:12]}
-    return {"exact": same, "prompts": len(convs), **({"first_diff": first_diff} if first_diff else {})}
+            continue
+        if first_diff is None:
+            k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            show = (lambda ids: [piece(i) for i in ids]) if piece else list
+            first_diff = {"position": k, "hf": show(a[k:k + 6]), "gguf": show(b[k:k + 6])}
+    return {"exact": same, "prompts": len(hf_ids), **({"first_diff": first_diff} if first_diff else {})}
+
+
+def hf_text_gguf_ids(llm, tokenizer, convs: list[list[dict]]) -> list[list[int]]:
+    """The HF-rendered prompt text tokenized by llama.cpp (the template held fixed, so only the
+    tokenizers differ). add_bos=False: the rendered text already spells the BOS if any."""
+    out = []
+    for msgs in convs:
+        text = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        out.append(list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)))
+    return out
+
+
+def plain_text_ids(llm, tokenizer, texts: list[str]) -> tuple[list[list[int]], list[list[int]]]:
+    """Text with no special token in front (the questions alone), HF ids and GGUF ids. A
+    SentencePiece tokenizer that puts '▁' only at the start of a text cannot be matched here
+    by llama.cpp (it prepends at the start and after every special token, or never), so a
+    mismatch is reported, not fatal: chat prompts, the checks above, start with a marker."""
+    hf = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    return hf, [list(llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)) for t in texts]
+
+
+def chat_path_ids(gguf: Path, convs: list[list[dict]], n_ctx: int) -> list[list[int]]:
+    """What ``perskit chat`` and ``perskit serve`` feed llama.cpp: the GGUF's *embedded* template,
+    rendered by the chat engine and tokenized by the GGUF's tokenizer."""
+    from kit.engine.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(gguf, n_ctx=n_ctx, seed=0)
+    try:
+        return [list(engine.tokenize_prompt(engine.render(msgs))) for msgs in convs]
+    finally:
+        engine.close()
+
+
+def require_same_tokens(result: dict, *, what: str, where) -> None:
+    """A GGUF that tokenizes prompts differently sees inputs the model was never trained on:
+    the export fails rather than ship it."""
+    if result["exact"] == result["prompts"]:
+        return
+    d = result["first_diff"]
+    raise KitError(f"{what}: {result['prompts'] - result['exact']} of {result['prompts']} chat prompts tokenize "
+                   f"differently from the trained model (token {d['position']}: HF {d['hf']} vs GGUF {d['gguf']})",
+                   where=str(where), fix="do not ship this GGUF; report the tokenizer (kit/export/merge.py "
+                                         "converter_view writes the converter's tokenizer metadata)")
+
+
+def check_tokenizer(llm, tokenizer, convs: list[list[dict]], hf_ids: list[list[int]], where) -> tuple[dict, list]:
+    """The HF-rendered prompts through the GGUF's tokenizer (a mismatch fails the export), and
+    the bare questions (a mismatch is a warning, see plain_text_ids). Returns (results, warnings)."""
+    piece = tokenizer.convert_ids_to_tokens
+    out = {"hf_text": tokenizer_parity(hf_ids, hf_text_gguf_ids(llm, tokenizer, convs), piece)}
+    require_same_tokens(out["hf_text"], what="llama.cpp's tokenizer", where=where)
+    out["plain_text"] = tokenizer_parity(*plain_text_ids(llm, tokenizer, [c[-1]["content"] for c in convs]), piece)
+    bad = out["plain_text"]["prompts"] - out["plain_text"]["exact"]
+    warnings = [f"llama.cpp tokenizes {bad} of {out['plain_text']['prompts']} plain texts (no chat markers) "
+                f"differently from the HF tokenizer: {out['plain_text']['first_diff']}"] if bad else []
+    return out, warnings
+
+
+def check_chat_path(gguf: Path, tokenizer, convs: list[list[dict]], hf_ids: list[list[int]], n_ctx: int) -> dict:
+    """The GGUF's embedded template + tokenizer, as chat and serve use them, must give the HF ids."""
+    out = tokenizer_parity(hf_ids, chat_path_ids(gguf, convs, n_ctx), tokenizer.convert_ids_to_tokens)
+    require_same_tokens(out, what="the GGUF's chat template + tokenizer", where=gguf)
+    return out
 
 
 def chat_samples(llm, convs: list[list[dict]], max_tokens: int = 48) -> list[dict]:

@@ -95,7 +95,7 @@ def _dequantize_gguf(gguf: Path, out: Path) -> None:
 
 def materialize(name: str, cache_dir: Path | None = None) -> Path:
     """Return a local HF checkpoint folder for ``name`` (see module docstring)."""
-    from kit.models.tiny import TINY_MODELS, build_tiny
+    from kit.models.tiny import TINY_BUILD, TINY_MODELS, build_tiny
 
     p = Path(name).expanduser()
     if p.is_dir():
@@ -105,7 +105,7 @@ def materialize(name: str, cache_dir: Path | None = None) -> Path:
         return p.resolve()
     if p.suffix == ".gguf" or name in EMBEDDED or name in TINY_MODELS:
         cache = Path(cache_dir) if cache_dir else home() / "models"
-        key = p.stem if p.suffix == ".gguf" else name
+        key = p.stem if p.suffix == ".gguf" else f"{name}-b{TINY_BUILD}" if name in TINY_MODELS else name
         dest = cache / f"{key}-hf"
         if (dest / ".complete").exists():
             return dest

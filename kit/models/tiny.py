@@ -5,7 +5,9 @@ They exist so tests and ``recipes/smoke.yaml`` exercise the real code paths
 ``tiny-llama-spm`` and ``tiny-gemma3`` use a SentencePiece tokenizer trained on the
 fly, because llama.cpp's converter rejects a made-up BPE tokenizer (its
 pre-tokenizer check only knows published ones); ``tiny-qwen2`` uses a byte-level
-BPE trained with ``tokenizers``, like the real Qwen2.
+BPE trained with ``tokenizers``, like the real Qwen2. ``tiny-minicpm`` is a MiniCPM checkpoint
+(``model_type: minicpm``, µP scales, tied embeddings, SentencePiece like the real one) that
+only the kit's MiniCPM -> Llama fold (kit/models/minicpm.py) makes loadable.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ GEMMA = (
     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 
-TINY_MODELS = ("tiny-llama-spm", "tiny-qwen2", "tiny-gemma3")
+TINY_MODELS = ("tiny-llama-spm", "tiny-qwen2", "tiny-gemma3", "tiny-minicpm")
+# Part of the cache folder name: bump it when a build changes (2: SentencePiece without a
+# prefix space), so a model cached by an older kit is rebuilt rather than trusted.
+TINY_BUILD = 2
 VOCAB = 512
 
 
@@ -49,11 +54,32 @@ def _train_spm(out: Path, specials: list[str]) -> Path:
         byte_fallback=True,  # any UTF-8 text tokenizes, even with a 512-piece vocab
         user_defined_symbols=specials, character_coverage=1.0, hard_vocab_limit=False,
         unk_id=0, bos_id=1, eos_id=2, pad_id=3, num_threads=1, minloglevel=2,
-        split_digits=True, add_dummy_prefix=True, normalization_rule_name="identity",
+        # No dummy prefix: see _spm_tokenizer.
+        split_digits=True, add_dummy_prefix=False, normalization_rule_name="identity",
     )
     path = out / "tokenizer.model"
     path.write_bytes(model.getvalue())
     return path
+
+
+def _spm_tokenizer(out: Path):
+    """A ChatML SentencePiece Llama tokenizer that never prepends '▁' (HF prepend_scheme
+    'never', no dummy prefix in tokenizer.model), so the GGUF tokenizes every text the same.
+
+    Why not transformers' default (non-legacy, prepend_scheme 'first': '▁' only at the start
+    of a text): llama.cpp's SPM tokenizer either prepends ' ' to the start *and* after every
+    special token (add_space_prefix) or never. 'first' can only be matched on texts that begin
+    with a special token, so plain text did not: HF ``▁What`` vs GGUF ``W`` ``hat``. Gemma's
+    tokenizer works this way, and a choice like "1" stays one token in both engines.
+    """
+    import transformers
+
+    _train_spm(out, ["<|im_start|>", "<|im_end|>"])
+    tok = transformers.LlamaTokenizer.from_pretrained(str(out), legacy=False, add_prefix_space=False)
+    tok.chat_template = CHATML
+    tok.eos_token = "<|im_end|>"
+    tok.pad_token = "<pad>"
+    return tok
 
 
 def build_tiny(name: str, out: Path, seed: int = 0) -> Path:
@@ -66,11 +92,7 @@ def build_tiny(name: str, out: Path, seed: int = 0) -> Path:
     common = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=False)
     if name == "tiny-llama-spm":
-        _train_spm(out, ["<|im_start|>", "<|im_end|>"])
-        tok = transformers.LlamaTokenizer.from_pretrained(str(out), legacy=False)
-        tok.chat_template = CHATML
-        tok.eos_token = "<|im_end|>"
-        tok.pad_token = "<pad>"
+        tok = _spm_tokenizer(out)
         cfg = transformers.LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
                                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                                        **common)
@@ -100,10 +122,37 @@ def build_tiny(name: str, out: Path, seed: int = 0) -> Path:
         cfg = transformers.Qwen2Config(vocab_size=len(tok), eos_token_id=tok.eos_token_id,
                                        pad_token_id=tok.pad_token_id, **common)
         model = transformers.Qwen2ForCausalLM(cfg)
+    elif name == "tiny-minicpm":
+        return _build_minicpm(out, common)
     else:
         raise ValueError(f"unknown tiny model {name!r}; choose from {TINY_MODELS}")
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(str(out), safe_serialization=True)
     tok.save_pretrained(str(out))
+    return out
+
+
+MINICPM_MUP = {"scale_emb": 12, "scale_depth": 1.4, "dim_model_base": 16}  # MiniCPM-2B: 12, 1.4, 256 (hidden 2304)
+
+
+def _build_minicpm(out: Path, common: dict) -> Path:
+    """MiniCPM layout: Llama tensor names, tied embeddings, µP keys in config.json. transformers
+    5 has no ``minicpm`` type, so the weights come from a tied Llama and the config is
+    rewritten; random weights mean the µP factors only change the scale, as in the real model."""
+    import json
+
+    import transformers
+
+    tok = _spm_tokenizer(out)
+    cfg = transformers.LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                   pad_token_id=tok.pad_token_id, **{**common, "tie_word_embeddings": True,
+                                                                     "num_key_value_heads": 4})
+    model = transformers.LlamaForCausalLM(cfg)
+    model.save_pretrained(str(out), safe_serialization=True)
+    tok.save_pretrained(str(out))
+    data = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    data.update(model_type="minicpm", architectures=["MiniCPMForCausalLM"], **MINICPM_MUP)
+    (out / "config.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    (out / "generation_config.json").unlink(missing_ok=True)
     return out
