@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kit.errors import KitError
 from kit.export import card as cards
-from kit.export import ggufops, merge, ollama, parity
+from kit.export import companion, ggufops, merge, modelcard, ollama, parity
 from kit.rundir import hash_obj, hash_paths, peak_rss_mb, sha256_file
 
 
@@ -132,24 +132,18 @@ def build_bundle(loaded, persona, run, *, base: Path, adapter: Path, adapter_sta
     if tok.eos_token and tok.eos_token not in stops:
         stops.append(tok.eos_token)
     style = loaded.spec.construct.prompt_style()  # the prompt the model was trained with
-    system = spec.system_prompt(None, **style)
-    comment = (f"perskit persona {spec.name} ({spec.id}); chat template family: "
-               f"{family.name if family else 'unknown (Ollama reads the GGUF template)'}.\n"
-               "Other life stages: see manifest.json 'stages' and swap the SYSTEM text.")
-    _write(staging / "Modelfile", ollama.modelfile(
-        primary, system=system, template=go_template, stops=stops, comment=comment,
-        params={"temperature": chat.temperature, "top_p": chat.top_p, "num_ctx": chat.n_ctx}).encode("utf-8"))
-    if cfg.card:
-        v2 = cards.build_card_v2(persona, stage_id=None, model_file=primary, style=style)
-        v3 = cards.build_card_v3(v2)
-        cards.validate_card(v2)
-        cards.validate_card(v3)
-        _write(staging / f"{name}.card.json", (json.dumps(v2, indent=2, ensure_ascii=False) + "\n").encode())
-        _write(staging / f"{name}.card.png", cards.card_png(persona.root, spec.id, {"chara": v2, "ccv3": v3}))
+    for fname, data in companion.stage_files(persona, style=style, primary=primary, go_template=go_template,
+                                             stops=stops, params=chat.modelfile_params(),
+                                             family=family.name if family else None, card=cfg.card).items():
+        _write(staging / fname, data)
+    base_info = modelcard.base_model_info(loaded.spec.train.model, base)
+    for fname, data in companion.licence_files(base_info).items():
+        _write(staging / fname, data)
 
     step("converting to GGUF f16")
     f16 = staging / f"{name}-f16.gguf" if "f16" in quants else work / f"{name}-f16.gguf"
-    ggufops.convert_hf(merge.converter_view(merged, work / "gguf-src"), f16, model_name=f"{spec.name} (perskit)")
+    ggufops.convert_hf(merge.converter_view(merged, work / "gguf-src"), f16, model_name=f"{spec.name} (perskit)",
+                       metadata=modelcard.gguf_metadata(base_info, f"{spec.name} (perskit)"))
     files = {q: (f16 if q == "f16" else staging / f"{name}-{q}.gguf") for q in quants}
     for q in quants:
         if q != "f16":
@@ -166,7 +160,10 @@ def build_bundle(loaded, persona, run, *, base: Path, adapter: Path, adapter_sta
                            base=base, work=work, n_prompts=cfg.parity_prompts, min_top1=cfg.min_top1_f16,
                            n_chat=cfg.verify_questions)
     warnings += verify.pop("warnings")
-    step("writing the manifest")
+    step("writing the model card and the manifest")
+    companion.write_readme(_write, staging, persona=persona, info=base_info, recipe=loaded.spec.model_dump(mode="json"),
+                           sampling={**chat.sampling(), "n_ctx": chat.n_ctx}, parity=verify["parity"],
+                           eval_report=run.path / "eval" / "report.md", primary=primary)
 
     manifest = {
         "persona": {"id": spec.id, "name": spec.name},
@@ -177,6 +174,7 @@ def build_bundle(loaded, persona, run, *, base: Path, adapter: Path, adapter_sta
         "adapter": {"stage": adapter_stage, "hash": hash_paths([adapter]), **merge_info},
         "recipe": {"name": loaded.spec.name, "hash": hash_obj(loaded.spec.model_dump(mode="json"))},
         "chat_template": {"family": family.name if family else None, "stops": stops},
+        "sampling": {**chat.sampling(), "n_ctx": chat.n_ctx},
         "eval": eval_summary(run.path / "eval" / "results.json"),
         "verify": verify,
         "warnings": warnings,
@@ -211,7 +209,8 @@ def verify_bundle(persona, *, style: dict, step, tok, merged: Path, template: st
         raise KitError(f"GGUF EOS id {llm.token_eos()} != tokenizer EOS id {tok.eos_token_id}", where=str(f16),
                        fix="check eos_token in the adapter's tokenizer_config.json")
     out["metadata"] = {"chat_template": "ok", "eos_token_id": int(llm.token_eos()),
-                       "add_bos_token": meta.get("tokenizer.ggml.add_bos_token")}
+                       "add_bos_token": meta.get("tokenizer.ggml.add_bos_token"),
+                       **{k: meta.get(k) for k in ("general.name", "general.license", "general.base_model.0.name")}}
     out["tokenizer"], tok_warnings = parity.check_tokenizer(llm, tok, convs, ids, where=f16)  # fails on a mismatch
     warnings += tok_warnings
     out["parity"]["f16"] = parity.compare(ref, parity.gguf_logits(llm, ids))
