@@ -117,3 +117,17 @@ def test_shared_prefix_generation_matches_plain(model, request):
     a = eng.complete_batch(msgs, GenParams(temperature=0.9, max_tokens=12, seed=5))
     b = eng.complete_batch(msgs, GenParams(temperature=0.9, max_tokens=12, seed=5))
     assert a == b
+
+
+def test_sampling_kwargs_keep_sampling_with_and_without_repeat_penalty():
+    from kit.engine.base import GenParams
+    from kit.engine.hf import HFEngine
+
+    fake = HFEngine.__new__(HFEngine)  # only the kwargs builder is exercised: no model needed
+    fake.tok = type("Tok", (), {"pad_token_id": 0})()
+    kw = HFEngine._gen_kwargs(fake, GenParams(temperature=0.7, repeat_penalty=1.0))
+    assert kw["do_sample"] is True and kw["temperature"] == 0.7 and "repetition_penalty" not in kw
+    kw = HFEngine._gen_kwargs(fake, GenParams(temperature=0.7, repeat_penalty=1.2))
+    assert kw["do_sample"] is True and kw["repetition_penalty"] == 1.2
+    kw = HFEngine._gen_kwargs(fake, GenParams(temperature=0, repeat_penalty=1.2))
+    assert kw["do_sample"] is False and kw["repetition_penalty"] == 1.2

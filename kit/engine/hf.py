@@ -174,10 +174,10 @@ class HFEngine:
         if params.temperature > 0:
             kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
                       top_k=params.top_k or None, min_p=params.min_p or None)
-        if params.repeat_penalty != 1.0:
-            kw["repetition_penalty"] = params.repeat_penalty
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if params.repeat_penalty != 1.0:
+            kw["repetition_penalty"] = params.repeat_penalty
         return kw
 
     @staticmethod
