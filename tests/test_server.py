@@ -180,6 +180,17 @@ def test_beyond_capacity_gets_429_or_503_with_retry_after():
         assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).status_code == 200
 
 
+def test_client_leaving_mid_stream_frees_the_engine():
+    engine = SlowScripted(lambda m: " ".join(["word"] * 200), delay=0.02)
+    body = {"model": "ada-lin", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 200}
+    with served(engine, queue_timeout_s=20) as url:
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, timeout=20) as r:
+            next(r.iter_lines())  # the first event, then the client goes away
+        t0 = time.monotonic()
+        r = httpx.post(f"{url}/v1/chat/completions", json={**body, "max_tokens": 3}, timeout=20)
+        assert r.status_code == 200 and time.monotonic() - t0 < 3  # not 200 x 0.02 s behind a dead stream
+
+
 def test_non_loopback_bind_needs_a_key_or_insecure(tmp_path):
     from conftest import run_cli
 
