@@ -1,10 +1,11 @@
-"""The pair miner on scripted data, one negative source at a time (the judge: tests/test_judge.py)."""
+"""The pair miner on scripted data, one negative source at a time (the judge: tests/test_judge.py);
+same-prompt negatives, held-out split and similarity figures: tests/test_dpo_negatives.py."""
 
 from __future__ import annotations
 
 from kit.judge.rules import RuleJudge
 from kit.dpo.mine import bow_embed, mine_pairs, to_item
-from kit.dpo.config import DpoConfig, PairSources
+from kit.dpo.config import DpoConfig
 
 SYS = {"young": "You are Ada, young.", "old": "You are Ada, old."}
 
@@ -16,8 +17,7 @@ def rec(q, a, stage="old", pattern="ordinary", subtype=None):
 
 
 def only(source: str, **kw) -> DpoConfig:
-    flags = {s: s == source for s in ("other_persona", "base_model", "induction", "wrong_stage")}
-    return DpoConfig(sources=PairSources(**flags, skip_top_k=kw.pop("skip_top_k", 1)), embedder="bow", **kw)
+    return DpoConfig(negatives=[source], embedder="bow", **kw)
 
 
 def test_other_persona_skips_top_k_and_takes_next_that_differs():
@@ -27,7 +27,7 @@ def test_other_persona_skips_top_k_and_takes_next_that_differs():
                 "p3": [rec("q", "the river bends past a mill")],                               # next one
                 "p4": [rec("q", "completely unrelated words about cooking pasta")]}
     res = mine_pairs(records, only("other_persona", skip_top_k=1), contrast=contrast)
-    assert res.counts == {"other_persona": 1, "base_model": 0, "induction": 0, "wrong_stage": 0}
+    assert res.counts["other_persona"] == 1 and sum(res.counts.values()) == 1
     (pair,) = res.pairs
     # skip_top_k=1 skips the single nearest (the identical p1), then takes the next that differs: p2.
     assert pair["meta"]["from_persona"] == "p2"
@@ -98,8 +98,7 @@ def test_induction_keeps_only_answers_that_gave_in():
 
 def test_caps_and_disabled_sources():
     records = [rec(f"Question number {i}?", f"Answer {i} in voice.", "young" if i % 2 else "old") for i in range(10)]
-    cfg = DpoConfig(sources=PairSources(other_persona=False, base_model=True, induction=False, wrong_stage=True),
-                    embedder="bow", max_per_source=3, max_pairs=5)
+    cfg = DpoConfig(negatives=["base_model", "wrong_stage"], embedder="bow", max_per_source=3, max_pairs=5)
     res = mine_pairs(records, cfg, generate_base=lambda b: ["generic reply"] * len(b))
     assert len(res.pairs) == 5 and sum(res.counts.values()) == 5
     assert res.counts["other_persona"] == 0 and res.counts["induction"] == 0

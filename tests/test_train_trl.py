@@ -58,9 +58,10 @@ def test_sft_then_dpo_via_cli(project, capsys):
     pairs = read_jsonl(run / "dpo" / "pairs.jsonl")
     dman = json.loads((run / "dpo" / "manifest.json").read_text())
     counts = dman["counts"]
-    assert counts["base_model"] > 0 and counts["wrong_stage"] > 0 and counts["other_persona"] > 0
-    assert counts["total"] == len(pairs) == sum(counts[s] for s in ("other_persona", "base_model", "induction",
-                                                                   "wrong_stage"))
+    # same-prompt negatives by default (#16); the held-out share is in dpo/heldout.jsonl
+    assert counts["base_brief"] > 0 and counts["sft_other_stage"] > 0 and counts["sft_contrast"] > 0
+    assert counts["total"] == len(pairs) + len(read_jsonl(run / "dpo" / "heldout.jsonl"))
+    assert counts["total"] == sum(v for s, v in counts.items() if s != "total")
     assert dman["mine_notes"]["induction_checked"] == 4
     for p in pairs:
         assert p["prompt"][-1]["role"] == "user" and p["chosen"][0]["role"] == "assistant"

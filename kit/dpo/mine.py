@@ -1,17 +1,17 @@
-"""Mine DPO preference pairs without humans (PersLLM's automated DPO step).
+"""Mine DPO preference pairs without humans (PersLLM's automated DPO step, on-policy).
 
-Chosen is always the persona's own answer from the SFT data. Rejected comes from one of
-four sources, each switchable in ``dpo.sources`` and counted:
+Chosen is always the persona's own answer from the SFT data. Rejected comes from the
+sources named in ``dpo.negatives``, each counted. By default every rejected answer is a
+reply to the chosen one's *own* prompt (kit/dpo/negatives.py: base_brief, sft_other_stage,
+sft_contrast, knows_later; and here ``induction``: the SFT model's own answer to an
+anti-induction question when the shared judge says it gave in). PersLLM's
+similarity-mined negatives stay available as options:
 
 - ``other_persona``: the answer of another persona that is *similar but different*
-  (PersLLM: embed answers, skip the ``skip_top_k`` nearest, take the next that differs),
-  teaching the model what separates this voice from a near neighbour;
-- ``base_model``: the base model's generic-assistant answer to the same question, really
-  generated without the persona system prompt;
-- ``induction``: the SFT model's own answer to an anti-induction question, when a judge
-  says it gave in (false premise, "you are an AI", anachronism, pressure);
+  (embed answers, skip the ``skip_top_k`` nearest, take the next that differs);
 - ``wrong_stage``: the persona's answer from another life stage to the same (or the most
-  similar) question, so the model keeps stages' knowledge and voice apart.
+  similar) question;
+- ``base_model``: the base model's generic-assistant answer, with no system prompt.
 
 Rows use TRL's conversational preference format, which mlx and TRL both read:
 ``{"prompt": [system, user], "chosen": [assistant], "rejected": [assistant], "meta": {...}}``.
@@ -25,7 +25,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-SOURCES = ("other_persona", "base_model", "induction", "wrong_stage")
+SOURCES = ("base_brief", "sft_other_stage", "sft_contrast", "induction", "knows_later",
+           "base_model", "other_persona", "wrong_stage")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -39,6 +40,7 @@ class Item:
     pattern: str | None = None
     kind: str | None = None
     owner: str = "self"
+    later_topic: str | None = None
 
     @property
     def question(self) -> str:
@@ -61,7 +63,7 @@ def to_item(record: dict, owner: str = "self") -> Item | None:
     return Item(prompt=[dict(role=m["role"], content=m["content"]) for m in msgs[:last]],
                 answer=msgs[last]["content"].strip(), stage=meta.get("stage"),
                 pattern=meta.get("pattern") or meta.get("type"), kind=meta.get("subtype") or meta.get("induction"),
-                owner=owner)
+                owner=owner, later_topic=meta.get("later_topic"))
 
 
 # -- embeddings ------------------------------------------------------------------------------
@@ -182,53 +184,92 @@ def mine_induction(items: list[Item], generate_sft: Callable[[list[list[dict]]],
     return pairs, notes
 
 
-def mine_pairs(records: list[dict], cfg, *, contrast: dict[str, list[dict]] | None = None,
-               generate_base: Callable | None = None, generate_sft: Callable | None = None, judge=None,
-               persona=None, seed: int = 0, progress: Callable[[str], None] | None = None) -> MineResult:
-    """Run every enabled source and return the pairs and per-source counts.
+@dataclass
+class Mining:
+    """What the sources draw on; a source whose inputs are missing is skipped and noted, never faked."""
 
-    ``generate_base``/``generate_sft`` take a list of conversations and return replies;
-    a source whose generator or judge is missing is skipped and noted, never faked.
+    items: list[Item]
+    cfg: object
+    embed: Callable
+    contrast: dict[str, list[dict]]
+    contrast_systems: dict[str, list[str]]
+    generate_base: Callable | None
+    generate_sft: Callable | None
+    judge: object
+    persona: object
+    style: dict
+    seed: int
+
+    def cap(self, items: list[Item], salt: str) -> list[Item]:
+        return _cap(items, getattr(self.cfg, "max_per_source", None), self.seed, salt)
+
+    def attacks(self, salt: str) -> list[Item]:
+        return self.cap([it for it in self.items if it.pattern == "anti_induction"], salt)
+
+
+def _need(m: Mining, source: str) -> str | None:
+    """Why ``source`` cannot run with what was given (None: it can)."""
+    needs = {"base_brief": [("generate_base", "no generator for the base model"), ("persona", "no persona")],
+             "base_model": [("generate_base", "no generator for the base model")],
+             "sft_other_stage": [("generate_sft", "no SFT adapter"), ("persona", "no persona")],
+             "sft_contrast": [("generate_sft", "no SFT adapter"),
+                              ("contrast_systems", "no contrast persona (set dpo.contrast_personas)")],
+             "induction": [("generate_sft", "no SFT adapter or judge"), ("judge", "no SFT adapter or judge")],
+             "knows_later": [("generate_sft", "no SFT adapter"), ("judge", "no judge"), ("persona", "no persona")],
+             "other_persona": [("contrast", "no contrast persona data (set dpo.contrast_personas)")]}
+    return next((why for attr, why in needs.get(source, []) if not getattr(m, attr)), None)
+
+
+def _run_source(m: Mining, source: str) -> tuple[list[dict], dict]:
+    from kit.dpo import negatives as neg
+
+    if source == "base_brief":
+        return neg.mine_base_brief(m.cap(m.items, "brief"), m.generate_base, m.persona, _pair, _differs), {}
+    if source == "sft_other_stage":
+        return neg.mine_sft_other_stage(m.cap(m.items, "ostage"), m.generate_sft, m.persona, m.style, _pair,
+                                        _differs), {}
+    if source == "sft_contrast":
+        return neg.mine_sft_contrast(m.cap(m.items, "contrast"), m.generate_sft, m.contrast_systems, _pair,
+                                     _differs), {}
+    if source == "knows_later":
+        return neg.mine_knows_later(m.attacks("later"), m.generate_sft, m.persona, m.style, m.judge, _pair, _differs)
+    if source == "induction":
+        return mine_induction(m.attacks("ind"), m.generate_sft, m.judge, m.persona)
+    if source == "base_model":
+        return mine_base_model(m.cap(m.items, "base"), m.generate_base), {}
+    if source == "wrong_stage":
+        got = mine_wrong_stage(m.cap([it for it in m.items if it.stage], "stage"), m.items, m.embed)
+        return got, ({} if got else {"wrong_stage": "fewer than two stages in the data"})
+    others = [it for owner, rows in m.contrast.items() for it in (to_item(r, owner) for r in rows) if it]
+    return mine_other_persona(m.cap(m.items, "other"), others, m.embed, getattr(m.cfg, "skip_top_k", 1)), {}
+
+
+def mine_pairs(records: list[dict], cfg, *, contrast: dict[str, list[dict]] | None = None,
+               contrast_systems: dict[str, list[str]] | None = None, generate_base: Callable | None = None,
+               generate_sft: Callable | None = None, judge=None, persona=None, style: dict | None = None,
+               seed: int = 0, progress: Callable[[str], None] | None = None) -> MineResult:
+    """Run every source in ``cfg.negatives`` and return the pairs and per-source counts.
+
+    ``generate_base``/``generate_sft`` take a list of conversations and return replies (in
+    iterative DPO ``generate_sft`` is the current policy); ``persona`` is the PersonaSpec and
+    ``style`` the training rows' prompt style, so "told it is another stage" reads as training did.
     """
-    src = cfg.sources
-    embed = make_embedder(getattr(cfg, "embedder", "auto"))
-    items = [it for it in (to_item(r) for r in records) if it is not None]
+    m = Mining(items=[it for it in (to_item(r) for r in records) if it is not None], cfg=cfg,
+               embed=make_embedder(getattr(cfg, "embedder", "auto")), contrast=contrast or {},
+               contrast_systems=contrast_systems or {}, generate_base=generate_base, generate_sft=generate_sft,
+               judge=judge, persona=persona, style=style or {}, seed=seed)
     res = MineResult()
-    cap = getattr(cfg, "max_per_source", None)
     say = progress or (lambda s: None)
-    if src.other_persona:
-        others = [it for owner, rows in (contrast or {}).items() for it in (to_item(r, owner) for r in rows) if it]
-        if not others:
-            res.notes["other_persona"] = "no contrast persona data (set dpo.contrast_personas)"
-        say("mining: other-persona answers")
-        got = mine_other_persona(_cap(items, cap, seed, "other"), others, embed, src.skip_top_k)
+    for source in dict.fromkeys(cfg.negatives):
+        why = _need(m, source)
+        if why:
+            res.notes[source] = why
+            continue
+        say(f"mining: {source} negatives")
+        got, notes = _run_source(m, source)
         res.pairs += got
-        res.counts["other_persona"] = len(got)
-    if src.wrong_stage:
-        say("mining: wrong-stage answers")
-        got = mine_wrong_stage(_cap([it for it in items if it.stage], cap, seed, "stage"), items, embed)
-        if not got:
-            res.notes["wrong_stage"] = "fewer than two stages in the data"
-        res.pairs += got
-        res.counts["wrong_stage"] = len(got)
-    if src.base_model:
-        if generate_base is None:
-            res.notes["base_model"] = "no generator for the base model"
-        else:
-            say("mining: base-model answers (generating)")
-            got = mine_base_model(_cap(items, cap, seed, "base"), generate_base)
-            res.pairs += got
-            res.counts["base_model"] = len(got)
-    if src.induction:
-        if generate_sft is None or judge is None:
-            res.notes["induction"] = "no SFT adapter or judge"
-        else:
-            say("mining: SFT answers to induction questions (generating + judging)")
-            attacks = _cap([it for it in items if it.pattern == "anti_induction"], cap, seed, "ind")
-            got, notes = mine_induction(attacks, generate_sft, judge, persona)
-            res.pairs += got
-            res.counts["induction"] = len(got)
-            res.notes.update(notes)
+        res.counts[source] = len(got)
+        res.notes.update(notes)
     max_pairs = getattr(cfg, "max_pairs", None)
     if max_pairs is not None and len(res.pairs) > max_pairs:
         res.pairs = random.Random(seed).sample(res.pairs, max_pairs)
