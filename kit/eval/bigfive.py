@@ -37,8 +37,10 @@ def item_errors(admin: dict, target: dict) -> dict[str, float]:
 
 
 def null_baselines(items, variants, target: dict, position_probs: list[float] | None, seed: int = 0,
-                   draws: int = 500) -> dict:
-    """MAE to ``target`` of the constant-3, uniform-random and label-position-bias responders."""
+                   draws: int = 500, acquiescence: float | None = None) -> dict:
+    """MAE to ``target`` of the constant-3, uniform-random and label-position-bias responders
+    (for the statement measure: a responder agreeing with every statement at the model's own
+    mean agreement probability, ``acquiescence``)."""
     out: dict = {"constant_3": errors_to_target({t: 3.0 for t in TRAITS}, target)["mae"]}
     rng = random.Random(seed)
     maes = []
@@ -51,6 +53,11 @@ def null_baselines(items, variants, target: dict, position_probs: list[float] | 
     if position_probs:
         per_item = [sum(score_item(position_probs, v, it.key)["expected"] for v in variants) / len(variants)
                     for it in items]
+        out["position_bias"] = errors_to_target(aggregate(items, per_item)["domains"], target)["mae"]
+    if acquiescence is not None:
+        from kit.eval.statements import acquiescence_scores
+
+        per_item = acquiescence_scores(items, acquiescence)
         out["position_bias"] = errors_to_target(aggregate(items, per_item)["domains"], target)["mae"]
     return out
 

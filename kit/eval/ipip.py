@@ -224,16 +224,18 @@ def summarize(per_variant: list[dict]) -> dict:
     return out
 
 
-def batched_choice_logprobs(engine, msgs_list, choices, batch_size, progress=None) -> list[list[float]]:
-    """Use the engine's batched scorer when it has one, else one call per prompt."""
+def batched_choice_logprobs(engine, msgs_list, choices, batch_size, progress=None,
+                            prefix: str = "") -> list[list[float]]:
+    """Use the engine's batched scorer when it has one, else one call per prompt; ``prefix``
+    is the start of the reply the choices continue."""
     fn = getattr(engine, "choice_logprobs_batch", None)
     out: list[list[float]] = []
     for i in range(0, len(msgs_list), batch_size):
         chunk = msgs_list[i:i + batch_size]
         if fn is not None:
-            out.extend(fn(chunk, choices))
+            out.extend(fn(chunk, choices, prefix=prefix))
         else:
-            out.extend(engine.choice_logprobs(m, choices) for m in chunk)
+            out.extend(engine.choice_logprobs(m, choices, prefix=prefix) for m in chunk)
         if progress:
             progress(len(chunk))
     return out

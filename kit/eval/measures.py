@@ -43,6 +43,10 @@ def msgs(system: str, text: str) -> list[dict]:
 
 
 def _administer(c: Ctx, system: str, items):
+    if c.cfg.big_five_measure == "statement":
+        from kit.eval.statements import administer_statements
+
+        return administer_statements(c.engine, system, items, batch_size=c.cfg.batch_size, progress=c.progress)
     return ipip.administer(c.engine, system, items, ipip.make_variants(c.cfg.ipip_variants, c.seed),
                            mode=c.cfg.ipip_mode, batch_size=c.cfg.batch_size, progress=c.progress)
 
@@ -55,13 +59,14 @@ def big_five(c: Ctx):
     target = c.persona.big_five.scores() if c.persona.big_five else None
     bf = {"mode": admin["mode"], "n_items": admin["n_items"], "summary": admin["summary"],
           "variants": admin["variants"], "target": target, "label_mass": admin["label_mass"],
-          "position_probs": admin["position_probs"]}
+          "position_probs": admin["position_probs"], "acquiescence": admin.get("acquiescence")}
     for kind in ("expected", "argmax"):
         means = {t: v["mean"] for t, v in admin["summary"][kind].items()}
         bf[f"error_{kind}"] = ipip.errors_to_target(means, target) if target else None
     if target:
-        bf["nulls"] = bigfive.null_baselines(items, ipip.make_variants(c.cfg.ipip_variants, c.seed), target,
-                                             admin["position_probs"], seed=c.seed)
+        bf["nulls"] = bigfive.null_baselines(items, ipip.make_variants(len(admin["variants"]), c.seed), target,
+                                             admin["position_probs"], seed=c.seed,
+                                             acquiescence=admin.get("acquiescence"))
         c.paired["big_five_item_error"] = bigfive.item_errors(admin, target)
     other = c.inputs.validity_persona()
     if target and other is not None and c.engine.name in ("prompted", "placebo"):

@@ -66,7 +66,8 @@ def big_five_section(vs: dict, names: list[str], interpretable: bool) -> list[st
         return []
     tgt = first.get("target") or {}
     val = (vs.get("prompted", {}).get("big_five") or {}).get("validity")
-    lines = ["## Big Five (IPIP-NEO-120)", "", _validity_line(val, interpretable), "",
+    measure = "agreement with first-person statements" if first["mode"] == "statement" else "Likert digits"
+    lines = [f"## Big Five (IPIP-NEO-120, {measure})", "", _validity_line(val, interpretable), "",
              "| domain | target | " + " | ".join(f"{n} (EV ± spread)" for n in names) + " |",
              "|---|---|" + "---|" * len(names)]
     for t in TRAITS:
@@ -75,10 +76,12 @@ def big_five_section(vs: dict, names: list[str], interpretable: bool) -> list[st
             s = (vs[n].get("big_five") or {}).get("summary", {}).get("expected", {}).get(t, {})
             cells.append(f"{_f(s.get('mean'))} ± {_f(s.get('spread'))}")
         lines.append(f"| {TRAIT_NAMES[t]} | {_f(tgt.get(t))} | " + " | ".join(cells) + " |")
+    how = ("reply frames Yes/No, I agree/disagree, That is true/false; score 1 + 4·P(agree), the model's "
+           "mean agreement is the bias null" if first["mode"] == "statement" else
+           "cyclic option orders, reworded instructions")
     lines += ["", f"Items: {first['n_items']}, administrations per variant: {len(first['variants'])} "
-              "(cyclic option orders, reworded instructions; spread = max − min over administrations). "
-              f"Scoring mode: {first['mode']}.", "",
-              "| variant | MAE to target | constant 3 | uniform random [95%] | label-position bias | mass on labels |",
+              f"({how}; spread = max − min over administrations). Scoring mode: {first['mode']}.", "",
+              "| variant | MAE to target | constant 3 | uniform random [95%] | position / yes bias | mass on answer tokens |",
               "|---|---|---|---|---|---|"]
     for n in names:
         bf = vs[n].get("big_five") or {}
