@@ -147,3 +147,24 @@ def test_not_minicpm_is_a_kit_error(tmp_path):
     assert ensure_llama(d, tmp_path / "cache") == d
     with pytest.raises(KitError, match="not 'minicpm'"):
         convert_minicpm(d, tmp_path / "out")
+
+
+def test_fold_cache_is_keyed_by_model_and_content(tmp_path):
+    """A hub snapshot folder is named by its commit: the cached Llama twin is named after the
+    repo and the source's fingerprint, and a source changed in place gets a new twin."""
+    from safetensors.torch import load_file
+
+    from kit.models.minicpm import ensure_llama
+
+    snap = tmp_path / "hub" / "models--openbmb--MiniCPM-2B-sft-bf16" / "snapshots" / "0123abc"
+    snap.parent.mkdir(parents=True)
+    _write(tmp_path, _random_minicpm(True), True).rename(snap)
+    cache = tmp_path / "cache"
+    first = ensure_llama(snap, cache)
+    assert first.name.startswith("openbmb--MiniCPM-2B-sft-bf16-") and first.name.endswith("-minicpm-llama")
+    assert ensure_llama(snap, cache) == first
+    (snap / "config.json").write_text(json.dumps({**CFG, "scale_emb": 6.0}), encoding="utf-8")
+    second = ensure_llama(snap, cache)
+    assert second != first
+    emb = lambda d: load_file(str(d / "model.safetensors"))["model.embed_tokens.weight"]  # noqa: E731
+    assert torch.allclose(emb(first), 2 * emb(second))  # scale_emb 12 vs 6 folded in

@@ -150,10 +150,19 @@ def convert_minicpm(src: Path, out: Path) -> Path:
 
 
 def ensure_llama(model_dir: Path, cache: Path) -> Path:
-    """``model_dir`` itself, or its converted Llama twin (cached) when it is a MiniCPM."""
+    """``model_dir`` itself, or its converted Llama twin (cached) when it is a MiniCPM.
+
+    The twin is named after the model and a fingerprint of the source: a hub snapshot folder
+    is named by its commit only, and a source changed in place must not reuse a stale fold."""
+    from kit.models.base import fingerprint
+
+    model_dir = Path(model_dir)
     if not is_minicpm(model_dir):
         return model_dir
-    dest = Path(cache) / f"{Path(model_dir).name}-minicpm-llama"
+    name = model_dir.name
+    if model_dir.parent.name == "snapshots":  # <HF cache>/models--owner--name/snapshots/<commit>
+        name = model_dir.parent.parent.name.removeprefix("models--")
+    dest = Path(cache) / f"{name}-{fingerprint(model_dir)[:8]}-minicpm-llama"
     if (dest / "config.json").is_file() and (dest / "minicpm_fold.json").is_file():
         return dest
     return convert_minicpm(Path(model_dir), dest)
