@@ -145,9 +145,12 @@ def test_every_pattern_and_stage(project):
 
 def test_trait_only_and_stage_token(tmp_path):
     make_trait_persona(tmp_path)
-    m = construct(make_recipe(tmp_path, "personas/sunny", stage_token=True), tmp_path / "run")
+    # the scripted teacher's trait questions never state their situation: template fallbacks
+    m = construct(make_recipe(tmp_path, "personas/sunny", stage_token=True, max_fallback_rate=1), tmp_path / "run")
     c = m["counts"]
     assert c["missing"] == [] and set(c["per_pattern"]) == {"trait", "anti_induction"}
+    trait_qs = [r["question"] for r in rows(tmp_path / "run", "records.jsonl") if r["pattern"] == "trait"]
+    assert trait_qs and all(q.startswith("Imagine this: ") for q in trait_qs)
     assert c["slots"] == 2 * (3 + 2)
     recs = rows(tmp_path / "run", "records.jsonl")
     assert {(r["pattern"], r["stage"]) for r in recs} == {(p, s) for p in ("trait", "anti_induction")

@@ -46,6 +46,19 @@ def test_debris_in_questions_is_a_fallback():
     assert junk_reason("What did you find on the Fennick turntable?", None) is None
 
 
+def test_trait_question_must_state_its_situation():
+    # seen from SmolLM2 on ada-lin: the trait question asks about a situation it never describes
+    from kit.construct.generate import fallback_question, junk_reason, resolve_question
+
+    scen = "they got an unexpected bill"
+    assert junk_reason("What would you do in this situation?", None, scenario=scen) == "no_situation"
+    assert junk_reason("You just got an unexpected bill from the Board. What do you do?", None, scenario=scen) is None
+    slot = {"pattern": "trait", "subtype": scen, "stage": "apprentice", "k": 0}
+    assert fallback_question(slot, None, None) == "Imagine this: you got an unexpected bill. What would you do?"
+    q, src, why = resolve_question(slot, None, _ada(), {"question": "How would you handle this situation?"})
+    assert (q, src, why) == (fallback_question(slot, None, None), "template", "no_situation")
+
+
 def test_echoed_prompt_inside_the_answer():
     q = "You are not a man that can walk alone!"
     rec = {"id": "x", "question": q, "response": f"Well. {q} I am not, and I never said so to anyone at the office."}
@@ -92,6 +105,7 @@ def test_off_topic_gate_and_best_of_rescue(monkeypatch):
 
 
 def test_relevance_with_the_real_embedder():
+    from kit.construct.config import ConstructConfig
     from kit.text import embed_available, pair_similarity
 
     if not embed_available():
@@ -100,7 +114,7 @@ def test_relevance_with_the_real_embedder():
     on = "I measured every roller and the roller path with a feeler gauge, every 150 millimetres."
     off = "My mother teaches infants and my father drives the harbour crane."
     s_on, s_off = pair_similarity([q, q], [on, off])
-    assert s_on > s_off and s_on > 0.2
+    assert s_on > s_off and s_on > ConstructConfig().min_relevance
 
 
 def test_rate_limit_stops_with_one_line(tmp_path):
@@ -162,6 +176,28 @@ def test_plan_has_all_stances_anachronisms_traits_and_backtranslation():
     assert len(traits) == 2 * len(lp.spec.stages) and len({s["domain"] for s in traits}) >= 2
     bt = [s for s in slots if s["pattern"] == "backtranslation"]
     assert by["backtranslation"] > 0 and all(len(s["span"].split()) >= 25 and "**" not in s["span"] for s in bt)
+
+
+@pytest.mark.parametrize("recipe", ["smoke", "quickstart", "cpu-study"])
+@pytest.mark.parametrize("persona", ["ada-lin", "tomas-reyes"])
+def test_every_recipe_plan_covers_stances_anachronisms_and_traits(recipe, persona):
+    """The bundled recipes' own (small) pattern counts still meet every stance, a persona-specific
+    anachronism probe for each stage but the last, and trait scenarios (short runs top them up)."""
+    from kit.construct import generate as gen
+    from kit.construct.ingest import ingest_persona
+    from kit.spec.persona import load_persona
+    from kit.spec.recipe import load_recipe
+
+    cfg = load_recipe(REPO / "recipes" / f"{recipe}.yaml").spec.construct
+    lp = load_persona(REPO / "personas" / persona)
+    passages = gen.select_passages(ingest_persona(lp, cfg.passage_words), cfg.max_passages, len(lp.spec.stages))
+    slots = gen.plan_slots(lp.spec, passages, cfg.patterns)
+    assert {s["subtype"] for s in slots if s["pattern"] == "opinion"} == {"agree", "disagree", "strong_conflict"}
+    ana = {s["stage"]: s["later_topic"] for s in slots if s.get("subtype") == "anachronism"}
+    assert set(ana) >= {st.id for st in lp.spec.stages[:-1]}
+    assert all(t and t != "smartphones and the internet" for t in ana.values())
+    assert len({s["domain"] for s in slots if s["pattern"] == "trait"}) >= 2
+    assert len({s["id"] for s in slots}) == len(slots)  # top-up slots never collide with planned ones
 
 
 def test_first_person_spans():

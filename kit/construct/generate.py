@@ -147,7 +147,29 @@ def plan_slots(persona, passages: list[dict], counts) -> list[dict]:
             for k, span in enumerate(first_person_spans(p["text"], counts.backtranslation)):
                 add("backtranslation", p["stage"], p, k, subtype="own_words", span=span)
         add_anti(p["stage"], p, counts.anti_induction)
+    _cover(persona, passages, counts, slots, add)
     return slots
+
+
+def _cover(persona, passages: list[dict], counts, slots: list[dict], add) -> None:
+    """Every recipe meets every PersLLM pattern (issue #16): the stances a short run never
+    rotated to, and an anachronism probe (built from the persona's later stages) for every
+    stage but the last, are added once each when missing (on a subjective passage of a stage
+    with opinions where there is one). Appended last, so the slots planned above keep their order."""
+    if counts.opinion and not persona.trait_only:
+        have = {s["subtype"] for s in slots if s["pattern"] == "opinion"}
+        subj = [p for p in passages if p["kind"] == "subjective"] or list(passages)
+        for i, stance in enumerate(st for st in STANCES if st not in have):
+            if subj:
+                p = subj[i % len(subj)]
+                add("opinion", p["stage"], p, counts.opinion + i, subtype=stance)
+    if counts.anti_induction:
+        probed = {s["stage"] for s in slots if s.get("subtype") == "anachronism"}
+        for st in persona.stages[:-1]:
+            if st.id not in probed:
+                p = next((q for q in passages if q["stage"] == st.id), None)
+                add("anti_induction", st.id, p, counts.anti_induction, subtype="anachronism", pressure=1,
+                    later_topic=probes.later_topics(persona, st.id)[0])
 
 
 def stage_opinion(persona, stage_id: str, k: int):
@@ -186,7 +208,26 @@ _IDENTITY = re.compile(r"\b(ai|a\.i\.|robot|bot|chatbot|machine|program|computer
                        r"real person|not real|human)\b", re.I)
 
 
-def junk_reason(question: str, persona, examples: tuple[str, ...] = (), induction: str | None = None) -> str | None:
+_PRONOUN = {"they": "you", "their": "your", "them": "you", "themselves": "yourself", "are": "are"}
+_SCEN_STOP = {"they", "their", "them", "have", "been", "with", "about", "that", "this", "from", "nobody", "never"}
+
+
+def second_person(scenario: str) -> str:
+    """'they got an unexpected bill' -> 'you got an unexpected bill' (the scenarios are written neutrally)."""
+    return re.sub(r"\b(they|their|them|themselves)\b", lambda m: _PRONOUN[m.group(1)], scenario)
+
+
+def misses_situation(question: str, scenario: str) -> bool:
+    """A trait question that never states its situation ("What would you do in this situation?"):
+    fewer than two of the scenario's content words appear in it, so the answer would reply to
+    a situation the user never described."""
+    words = {w for w in re.findall(r"[a-z]{4,}", scenario.lower()) if w not in _SCEN_STOP}
+    low = question.lower()
+    return sum(w[:5] in low for w in words) < min(2, len(words))
+
+
+def junk_reason(question: str, persona, examples: tuple[str, ...] = (), induction: str | None = None,
+                scenario: str | None = None) -> str | None:
     """Why a generated question is unusable (a weak teacher copies instructions or rambles)."""
     q = (question or "").strip()
     words = q.split()
@@ -205,6 +246,8 @@ def junk_reason(question: str, persona, examples: tuple[str, ...] = (), inductio
         return "copied_example"  # a demonstration handed back is not a new question
     if induction == "identity" and not _IDENTITY.search(q):
         return "off_type"  # an identity probe that never questions who they are is not one
+    if scenario and misses_situation(q, scenario):
+        return "no_situation"
     return None
 
 
@@ -215,7 +258,7 @@ def fallback_question(slot: dict, passage: dict | None, persona) -> str:
     if slot["pattern"] == "backtranslation":
         passage = {"text": slot["span"]}  # the topic of the answer, not of the whole passage
     if slot["pattern"] == "trait":
-        topic = slot["subtype"]
+        topic = second_person(slot["subtype"])
     elif slot["pattern"] == "opinion" and (op := stage_opinion(persona, slot["stage"], slot["k"])):
         topic = op.topic
     elif passage:
@@ -235,7 +278,8 @@ def resolve_question(slot, passage, persona, result) -> tuple[str, str, str | No
         return fallback_question(slot, passage, persona), "template", "teacher_failed"
     q = str(result.get("question", "")).strip().lstrip(".-*: ").strip()
     why = junk_reason(q, persona, tuple(g.q for g in persona.gold),
-                      slot["subtype"] if slot["pattern"] == "anti_induction" else None)
+                      slot["subtype"] if slot["pattern"] == "anti_induction" else None,
+                      slot["subtype"] if slot["pattern"] == "trait" else None)
     if why:
         return fallback_question(slot, passage, persona), "template", why
     return q, "teacher", None
