@@ -21,13 +21,25 @@ def _override() -> Path | None:
     return Path(home).expanduser() if home else None
 
 
-def cache_home() -> Path:
-    """Where built models and the converter live (see module docstring)."""
-    over = _override()
-    if over is not None:
-        return over
+def _default_cache() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "perskit"
+
+
+def cache_home() -> Path:
+    """Where built models and the converter live (see module docstring)."""
+    return _override() or _default_cache()
+
+
+def cache_homes() -> list[Path]:
+    """``cache_home()``, then the installer's defaults when ``PERSKIT_HOME`` points elsewhere,
+    so what the install scripts fetched there (the converter) is still found; last the plain
+    ``~/.cache/perskit`` that installs before ``kit.home`` used whatever XDG said."""
+    homes: list[Path] = []
+    for h in (cache_home(), _default_cache(), Path.home() / ".cache" / "perskit"):
+        if h not in homes:
+            homes.append(h)
+    return homes
 
 
 def data_home() -> Path:

@@ -14,7 +14,7 @@ from types import ModuleType
 
 
 @dataclass(frozen=True)
-class StageInfo:
+class PipelineStep:
     """One pipeline step (a stage of the run, not a persona's life stage)."""
 
     name: str           # run-directory folder and --from/--only name
@@ -28,16 +28,16 @@ class StageInfo:
         return importlib.import_module(self.module)
 
 
-STAGES: tuple[StageInfo, ...] = (
-    StageInfo("construct", "construct", "kit.construct.stage", weight=0.35),
-    StageInfo("sft", "train", "kit.train.stage", resumable=True, weight=0.25),
-    StageInfo("dpo", "dpo", "kit.dpo.stage", section="dpo", resumable=True, weight=0.2),
-    StageInfo("eval", "eval", "kit.eval.stage", section="eval", weight=0.12),
-    StageInfo("export", "export", "kit.export.stage", section="export", weight=0.08),
+STAGES: tuple[PipelineStep, ...] = (
+    PipelineStep("construct", "construct", "kit.construct.stage", weight=0.35),
+    PipelineStep("sft", "train", "kit.train.stage", resumable=True, weight=0.25),
+    PipelineStep("dpo", "dpo", "kit.dpo.stage", section="dpo", resumable=True, weight=0.2),
+    PipelineStep("eval", "eval", "kit.eval.stage", section="eval", weight=0.12),
+    PipelineStep("export", "export", "kit.export.stage", section="export", weight=0.08),
 )
 
 
-def by_name(name: str) -> StageInfo:
+def by_name(name: str) -> PipelineStep:
     return next(s for s in STAGES if s.name == name)
 
 

@@ -52,5 +52,6 @@ def stage_command(name: str, summary: str, force_help: str, resume_help: str | N
     command.__doc__ = summary
     command = click.option("--force", is_flag=True, help=force_help)(command)
     if info.resumable:
-        command = click.option("--resume", is_flag=True, help=resume_help or "Continue from the newest checkpoint.")(command)
+        resume_help = resume_help or "Continue from the newest checkpoint."
+        command = click.option("--resume", is_flag=True, help=resume_help)(command)
     return click.command(info.verb)(recipe_options(command))

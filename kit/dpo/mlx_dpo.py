@@ -124,7 +124,6 @@ def dpo(cfg, dpo_cfg, pairs_path: Path, out_dir: Path, base_dir: Path, sft_adapt
         r["ref"] = (c, j)  # the SFT model is the reference
     model.train()
     hp = dpo_hparams(cfg, dpo_cfg)
-    hp.max_seq_len = dpo_cfg.max_length
     result = run_loop(model, rows, hp, out_dir, make_dpo_loss(dpo_cfg.beta), iterate_pairs, dpo_cfg.max_steps,
                       dpo_cfg.learning_rate, resume)
     model.eval()

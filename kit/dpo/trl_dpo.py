@@ -10,24 +10,15 @@ would give, which makes every pair look already won before training starts).
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 from kit.errors import KitError
 from kit.rundir import peak_rss_mb, read_jsonl
 
 
 def load_pairs(path: Path) -> list[dict]:
-    rows = read_jsonl(path)
-    out = []
-    for i, r in enumerate(rows, 1):
-        if not all(isinstance(r.get(k), list) and r.get(k) for k in ("prompt", "chosen", "rejected")):
-            raise KitError(f"line {i} is not a conversational preference pair", where=path,
-                           fix='each line needs "prompt", "chosen" and "rejected" message lists')
-        out.append({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]})
-    if not out:
-        raise KitError("no preference pairs were mined", where=path,
-                       fix="enable more dpo.sources or add dpo.contrast_personas")
-    return out
+    from kit.rows import read_pairs
+
+    return read_pairs(path)
 
 
 def too_long(tok, template: str, pairs: list[dict], max_length: int) -> int:
@@ -39,11 +30,13 @@ def too_long(tok, template: str, pairs: list[dict], max_length: int) -> int:
     return n
 
 
-def dpo_hparams(cfg, dpo_cfg) -> SimpleNamespace:
-    """The trainer settings for DPO: steps, batch and rate from ``dpo``, the rest from ``train``."""
-    return SimpleNamespace(batch_size=dpo_cfg.batch_size, learning_rate=dpo_cfg.learning_rate,
-                           max_steps=dpo_cfg.max_steps, grad_accum=cfg.grad_accum, save_every=cfg.save_every,
-                           seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
+def dpo_hparams(cfg, dpo_cfg):
+    """The trainer settings for DPO: steps, batch, rate and length from ``dpo``, the rest from ``train``."""
+    from kit.tuning import LoopSettings
+
+    return LoopSettings(batch_size=dpo_cfg.batch_size, learning_rate=dpo_cfg.learning_rate,
+                        max_steps=dpo_cfg.max_steps, max_seq_len=dpo_cfg.max_length, grad_accum=cfg.grad_accum,
+                        save_every=cfg.save_every, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
 
 
 def dpo(cfg, dpo_cfg, pairs_path: Path, out_dir: Path, base_dir: Path, sft_adapter: Path,

@@ -10,18 +10,19 @@ from pathlib import Path
 
 def dpo(cfg, dpo_cfg, pairs_path: Path, out_dir: Path, base_dir: Path, sft_adapter: Path,
         resume: bool = False) -> dict:
+    from dataclasses import asdict
+
     from kit.dpo.trl_dpo import dpo_hparams
     from kit.tuning.unsloth import run_job
 
     return run_job({"target": "kit.dpo.unsloth_dpo:work", "op": "dpo", "cfg": cfg.model_dump(mode="json"),
-                    "hparams": vars(dpo_hparams(cfg, dpo_cfg)), "dpo_cfg": dpo_cfg.model_dump(mode="json"), "pairs_path": str(pairs_path),
+                    "hparams": asdict(dpo_hparams(cfg, dpo_cfg)), "dpo_cfg": dpo_cfg.model_dump(mode="json"),
+                    "pairs_path": str(pairs_path),
                     "out_dir": str(out_dir), "base_dir": str(base_dir), "sft_adapter": str(sft_adapter),
                     "resume": resume}, Path(out_dir))
 
 
 def work(job: dict) -> dict:
-    from types import SimpleNamespace
-
     import torch
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -29,11 +30,12 @@ def work(job: dict) -> dict:
     from kit.dpo.config import DpoConfig
     from kit.dpo.trl_dpo import load_pairs
     from kit.rundir import peak_rss_mb
+    from kit.tuning import LoopSettings
     from kit.tuning.hf import checkpoint_args, prepare_resume, quiet, save_adapter
     from kit.tuning.progress import make_callback
     from kit.tuning.unsloth_worker import load
 
-    dcfg, hp = DpoConfig(**job["dpo_cfg"]), SimpleNamespace(**job["hparams"])
+    dcfg, hp = DpoConfig(**job["dpo_cfg"]), LoopSettings(**job["hparams"])
     out_dir = Path(job["out_dir"])
     model, tok = load(job["base_dir"], job["cfg"], adapter=job["sft_adapter"])  # base + SFT adapter, trainable
     template = tok.chat_template

@@ -14,10 +14,6 @@ class EvalConfig(Strict):
     enabled: bool = Field(True, description="Run the eval stage.")
     big_five: bool = Field(True, description="Administer IPIP-NEO-120 by next-token Likert probabilities.")
     ipip_items: int | None = Field(None, ge=5, le=120, description="Use a stratified subset of items (CI, quickstart).")
-    big_five_measure: Literal["likert", "statement"] = Field(
-        "likert", description="likert: a digit 1-5 per IPIP item by next-token probability over cyclic option "
-                              "orders; statement: log-odds of agreeing vs disagreeing with each item in the first "
-                              "person (kit/eval/statements.py). Keep the one that passes the known-groups check.")
     ipip_variants: int = Field(5, ge=1, le=10, description="Administrations: the five cyclic option orders "
                                                           "(then their reverses), each with a reworded instruction.")
     validity_gap: float = Field(1.0, gt=0, description="Known-groups check: domains whose two personas' targets "

@@ -47,11 +47,9 @@ def llama_cpp_version() -> str:
 
 
 def _homes() -> list[Path]:
-    homes = []
-    if os.environ.get("PERSKIT_HOME"):
-        homes.append(Path(os.environ["PERSKIT_HOME"]))
-    homes.append(Path.home() / ".cache" / "perskit")
-    return homes
+    from kit.home import cache_homes
+
+    return cache_homes()
 
 
 def default_converter_dir(version: str | None = None) -> Path:

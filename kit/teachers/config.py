@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from kit.spec.base import Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Sampling(_Strict):
+class Sampling(Strict):
     temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature for annotation.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
     max_tokens: int = Field(384, ge=1, description="Max new tokens per teacher call.")
     seed: int = Field(0, description="Sampling seed (part of the cache key).")
 
 
-class LlamaCppTeacher(_Strict):
+class LlamaCppTeacher(Strict):
     kind: Literal["llamacpp"] = "llamacpp"
     model: str = Field("smollm2-135m-instruct",
                        description="A GGUF path, or an embedded alias: smollm2-135m-instruct.")
@@ -33,7 +31,7 @@ class LlamaCppTeacher(_Strict):
     retries: int = Field(2, ge=0, description="Re-asks when the output does not parse.")
 
 
-class OpenAITeacher(_Strict):
+class OpenAITeacher(Strict):
     kind: Literal["openai"] = "openai"
     base_url: str = Field("http://127.0.0.1:8080/v1", description="Any OpenAI-compatible server.")
     model: str = Field("default", description="Model name the server knows.")
@@ -46,7 +44,7 @@ class OpenAITeacher(_Strict):
     sampling: Sampling = Field(default_factory=Sampling)
 
 
-class ScriptedTeacher(_Strict):
+class ScriptedTeacher(Strict):
     """Unit tests only: answers come from a deterministic script, never from a model."""
 
     kind: Literal["scripted"] = "scripted"

@@ -44,7 +44,8 @@ def sft(cfg, train_path: Path, eval_path: Path | None, out_dir: Path, base_dir: 
                      packing_strategy="bfd", dataset_num_proc=None, per_device_eval_batch_size=cfg.batch_size)
     cb = make_callback(out_dir / "metrics.jsonl", "sft")
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tok, peft_config=lora_config(cfg, base_dir), callbacks=[cb, no_pickle_callback(out_dir)])
+                         processing_class=tok, peft_config=lora_config(cfg, base_dir),
+                         callbacks=[cb, no_pickle_callback(out_dir)])
     quiet(trainer)
     trainer.train(resume_from_checkpoint=ckpt)
     result = {"steps": trainer.state.global_step, "records": len(records), "general_rows": n_general,

@@ -14,10 +14,26 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from kit.errors import KitError
+
+@dataclass
+class LoopSettings:
+    """What a training loop needs. SFT passes its ``train`` config (it has these fields);
+    DPO builds one from ``dpo`` (steps, batch, rate, length) and ``train`` (the rest)."""
+
+    batch_size: int
+    learning_rate: float
+    max_steps: int
+    max_seq_len: int
+    grad_accum: int = 1
+    save_every: int = 20
+    seed: int = 0
+    gradient_checkpointing: bool | None = None
+
 
 # Greedy generation per training backend (used by DPO mining for base/SFT answers).
 GENERATORS = {"trl": "kit.tuning.hf", "unsloth": "kit.tuning.unsloth", "mlx": "kit.tuning.mlx"}

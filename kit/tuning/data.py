@@ -15,32 +15,7 @@ import random
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.rundir import read_jsonl
-
-ROLES = {"system", "user", "assistant"}
-
-
-def load_records(path: Path, what: str = "train.jsonl") -> list[dict]:
-    """Read ``{"messages": [...]}`` rows, checking each one names its line on error."""
-    path = Path(path)
-    if not path.is_file():
-        raise KitError(f"{what} not found", where=path, fix="run `perskit construct <recipe>` first")
-    rows = read_jsonl(path)
-    for i, row in enumerate(rows, 1):
-        msgs = row.get("messages") if isinstance(row, dict) else None
-        if not isinstance(msgs, list) or not msgs:
-            raise KitError(f"line {i} has no 'messages' list", where=path,
-                           fix='each line must be {"messages": [{"role": ..., "content": ...}, ...]}')
-        for m in msgs:
-            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                raise KitError(f"line {i} has a malformed message {str(m)[:60]!r}", where=path,
-                               fix="roles are system/user/assistant and content is a string")
-        if not any(m["role"] == "assistant" for m in msgs):
-            raise KitError(f"line {i} has no assistant turn to learn from", where=path,
-                           fix="add the persona's answer as an assistant message")
-    if not rows:
-        raise KitError(f"{what} is empty", where=path, fix="rebuild the dataset with `perskit construct`")
-    return rows
+from kit.rows import read_sft_rows as load_records  # noqa: F401  (SFT rows have one reader: kit/rows.py)
 
 
 def mix_general(records: list[dict], general_path: Path | None, ratio: float, seed: int) -> tuple[list[dict], int]:

@@ -24,7 +24,7 @@ def hush() -> None:
 def pick_device(cfg) -> str:
     import torch
 
-    want = getattr(cfg, "device", "auto")
+    want = cfg.device
     if want == "cuda" and not torch.cuda.is_available():
         raise KitError("train.device is cuda but no CUDA GPU is visible", where="train.device",
                        fix="set train.device: auto (or cpu)")
@@ -60,7 +60,7 @@ def load_model(base_dir: Path, cfg, device: str):
     from transformers import AutoModelForCausalLM
 
     kwargs: dict = {}
-    if getattr(cfg, "load_in_4bit", False):
+    if cfg.load_in_4bit:
         if device != "cuda":
             raise KitError("load_in_4bit (QLoRA) needs a CUDA GPU", where="train.load_in_4bit",
                            fix="set train.load_in_4bit: false on CPU")
@@ -110,17 +110,17 @@ def save_adapter(model, tokenizer, template: str, adapter_dir: Path, adapter_nam
 
 
 def checkpoint_args(cfg, out_dir: Path, device: str) -> dict:
-    """TrainingArguments shared by SFT and DPO."""
+    """TrainingArguments shared by SFT and DPO (``cfg``: a train config or ``LoopSettings``)."""
     import torch
 
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    gc = getattr(cfg, "gradient_checkpointing", None)
+    gc = cfg.gradient_checkpointing
     return dict(gradient_checkpointing=(device == "cuda") if gc is None else gc,
         output_dir=str(out_dir / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=getattr(cfg, "grad_accum", 1), learning_rate=cfg.learning_rate,
-        max_steps=cfg.max_steps, logging_steps=1, save_strategy="steps", save_steps=getattr(cfg, "save_every", 20),
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
+        max_steps=cfg.max_steps, logging_steps=1, save_strategy="steps", save_steps=cfg.save_every,
         save_total_limit=2, use_cpu=device == "cpu", bf16=bf16, fp16=False, report_to="none", disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding", seed=getattr(cfg, "seed", 0), lr_scheduler_type="cosine",
+        include_num_input_tokens_seen="non_padding", seed=cfg.seed, lr_scheduler_type="cosine",
         warmup_steps=max(1, cfg.max_steps // 20), dataloader_num_workers=0, remove_unused_columns=True)
 
 

@@ -54,14 +54,14 @@ def load_lora_model(base_dir: Path, cfg, adapter: Path | None = None):
 
     # LoRA A matrices are randomly initialised: seed mlx so a rerun (or a resume after a
     # kill) trains the same adapter, as the trl backend does.
-    mx.random.seed(getattr(cfg, "seed", 0))
+    mx.random.seed(cfg.seed)
     model, _ = load(str(base_dir))
     model.freeze()
     if adapter is not None:
         acfg = json.loads((adapter / "mlx" / "adapter_config.json").read_text(encoding="utf-8"))
         params, num_layers = acfg["lora_parameters"], acfg["num_layers"]
     else:
-        params, num_layers = lora_params(cfg, base_dir, model), getattr(cfg, "num_layers", -1)
+        params, num_layers = lora_params(cfg, base_dir, model), cfg.num_layers
     linear_to_lora_layers(model, num_layers, params)
     if adapter is not None:
         model.load_weights(str(adapter / "mlx" / "adapters.safetensors"), strict=False)
@@ -150,9 +150,9 @@ def run_loop(model, dataset, cfg, out_dir: Path, loss, iterate, steps: int, lr: 
     if left:
         sched = optim.cosine_decay(lr, left, end=lr * 0.05)
         args = TrainingArgs(batch_size=cfg.batch_size, iters=left, steps_per_report=1,
-                            steps_per_save=getattr(cfg, "save_every", 20), max_seq_length=cfg.max_seq_len,
+                            steps_per_save=cfg.save_every, max_seq_length=cfg.max_seq_len,
                             adapter_file=str(seg / "adapters.safetensors"),
-                            grad_accumulation_steps=getattr(cfg, "grad_accum", 1), val_batches=0)
+                            grad_accumulation_steps=cfg.grad_accum, val_batches=0)
         train(model, optim.Adam(learning_rate=sched), dataset, None, args=args, loss=loss,
               iterate_batches=iterate, training_callback=cb)
     seconds = time.perf_counter() - t0

@@ -18,17 +18,48 @@ KEEP = ("loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/mar
         "rewards/rejected", "num_input_tokens_seen", "entropy", "mean_token_accuracy")
 
 
+class _Bar:
+    """The rich bar (step, loss, tokens/s, ETA), shown on the main process only."""
+
+    def __init__(self, desc: str, total: int, done: int):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task(desc, total=total, completed=done, loss="-", tps="-")
+
+    def update(self, **fields) -> None:
+        self.progress.update(self.task, **fields)
+
+    def stop(self, done: int) -> None:
+        self.progress.update(self.task, completed=done)
+        self.progress.stop()
+
+
+def log_row(state, logs: dict, tps: float) -> dict | None:
+    """The metrics.jsonl row for a trainer log, or None for eval/summary logs."""
+    if "loss" not in (logs or {}):
+        return None  # eval or the end-of-training summary (train_loss); on_train_end records our own
+    row = {"step": state.global_step, "time": round(time.time(), 3)}
+    row.update({k: v for k, v in logs.items() if k in KEEP and isinstance(v, (int, float))})
+    if "loss" not in row:
+        return None
+    row["tokens_per_s"] = round(tps, 1)
+    return row
+
+
 def make_callback(metrics_path: Path, desc: str, show: bool = True):
     """Build the callback class lazily: ``transformers`` is imported only by training code."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
     from transformers import TrainerCallback
 
     class RichTrainCallback(TrainerCallback):
         def __init__(self):
             self.metrics_path = Path(metrics_path)
-            self.progress = None
-            self.task = None
+            self.bar = None
             self.t0 = 0.0
             self.tok0 = 0
             self.last = {}
@@ -38,46 +69,32 @@ def make_callback(metrics_path: Path, desc: str, show: bool = True):
             self.t0 = time.perf_counter()
             self.tok0 = state.num_input_tokens_seen or 0  # a resumed run starts counting here
             if show and state.is_world_process_zero:
-                self.progress = Progress(
-                    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
-                self.progress.start()
-                self.task = self.progress.add_task(desc, total=state.max_steps, completed=state.global_step,
-                                                   loss="-", tps="-")
+                self.bar = _Bar(desc, state.max_steps, state.global_step)
 
         def _tps(self, state) -> float:
             dt = time.perf_counter() - self.t0
             return ((state.num_input_tokens_seen or 0) - self.tok0) / dt if dt > 0 else 0.0
 
         def on_step_end(self, args, state, control, **kw):
-            if self.progress is not None:
-                self.progress.update(self.task, completed=state.global_step, tps=f"{self._tps(state):,.0f}")
+            if self.bar is not None:
+                self.bar.update(completed=state.global_step, tps=f"{self._tps(state):,.0f}")
 
         def on_log(self, args, state, control, logs=None, **kw):
-            logs = logs or {}
-            if "loss" not in logs:
-                return  # eval or the end-of-training summary (train_loss); on_train_end records our own
-            row = {"step": state.global_step, "time": round(time.time(), 3)}
-            for k, v in logs.items():
-                if k in KEEP and isinstance(v, (int, float)):
-                    row[k] = v
-            if "loss" not in row:
+            row = log_row(state, logs, self._tps(state))
+            if row is None:
                 return
-            row["tokens_per_s"] = round(self._tps(state), 1)
             self.last = row
             if state.is_world_process_zero:
                 append_jsonl(self.metrics_path, [row])
-            if self.progress is not None and "loss" in row:
-                self.progress.update(self.task, loss=f"{row['loss']:.3f}")
+            if self.bar is not None:
+                self.bar.update(loss=f"{row['loss']:.3f}")
 
         def on_train_end(self, args, state, control, **kw):
             dt = time.perf_counter() - self.t0
             tokens = (state.num_input_tokens_seen or 0) - self.tok0
             self.summary = {"tokens": int(tokens), "seconds": round(dt, 2),
                             "tokens_per_s": round(tokens / dt, 1) if dt > 0 else 0.0, "steps": state.global_step}
-            if self.progress is not None:
-                self.progress.update(self.task, completed=state.global_step)
-                self.progress.stop()
+            if self.bar is not None:
+                self.bar.stop(state.global_step)
 
     return RichTrainCallback()

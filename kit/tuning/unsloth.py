@@ -58,6 +58,7 @@ def run_job(job: dict, out_dir: Path) -> dict:
 
 def generate(base_dir: Path, adapter: Path | None, messages_batch: list[list[dict]], max_tokens: int) -> list[str]:
     out_dir = Path(adapter or base_dir).parent / ".unsloth_generate"
-    res = run_job({"target": "kit.tuning.unsloth_worker:generate_job", "op": "generate", "base_dir": str(base_dir), "adapter": str(adapter) if adapter else None,
-                "messages_batch": messages_batch, "max_tokens": max_tokens}, out_dir)
+    res = run_job({"target": "kit.tuning.unsloth_worker:generate_job", "op": "generate", "base_dir": str(base_dir),
+                   "adapter": str(adapter) if adapter else None, "messages_batch": messages_batch,
+                   "max_tokens": max_tokens}, out_dir)
     return res["replies"]
