@@ -114,3 +114,24 @@ def test_calibration_scores_on_fixed_data():
     # a judge that agrees with every label scores 1 and kappa 1
     perfect = [(it, Verdict(it["label"], None, "", "oracle")) for it, _ in pairs]
     assert score(perfect)["all"]["accuracy"] == 1.0 and score(perfect)["all"]["kappa"] == pytest.approx(1.0)
+
+
+def test_calibration_counts_what_the_model_said_when_asked_and_the_report_flags_a_weak_judge():
+    """A model judge that passes every answer it is asked about (the 135M teacher did, 46 of
+    46): its yes-rate is counted apart from the rule vetoes, and the report says the rule layer
+    alone agrees with the labels better."""
+    from kit.eval.report_sections import calibration_section
+
+    data = load_set()
+    rules = verdicts(RuleJudge(), data)
+    fails = [it["id"] for it, v in rules if v.passed is False and it["task"] != "consistency"]
+    vetoed = set(fails[::2])  # half of the rule layer's fails stand as vetoes; the model passes the rest
+    yes = [(it, v if it["id"] in vetoed else Verdict(True, 1.0, "looks fine", "teacher")) for it, v in rules]
+    res = score(yes)
+    asked = sum(v.judge == "teacher" for _, v in yes)
+    assert res["all"]["asked"] == asked and res["all"]["asked_passed"] == asked
+    assert "asked" not in score(rules)["all"]  # the rule layer is never "asked"
+    text = "\n".join(calibration_section({"set": "x", "items": len(data["items"]), "rules": score(rules),
+                                          "model": res, "model_label": "llamacpp:tiny"}))
+    assert f"said pass to {asked} of the {asked} answers" in text
+    assert "rule layer alone agrees with the labels better than the model judge on" in text

@@ -48,7 +48,25 @@ def calibration_section(cal: dict | None) -> list[str]:
                          f"{r['false_pass']} | {r['false_fail']} |")
     if "model" not in cal:
         lines += ["", "Only the rule layer judged this run (no model judge)."]
-    return lines + [""]
+        return lines + [""]
+    return lines + [""] + _model_judge_notes(cal) + [""]
+
+
+def _model_judge_notes(cal: dict) -> list[str]:
+    """What the model judge adds over its rule layer, in words."""
+    rules, model = cal.get("rules") or {}, cal["model"]
+    out = []
+    a = model.get("all") or {}
+    if a.get("asked"):
+        out.append(f"The model judge said pass to {a['asked_passed']} of the {a['asked']} answers it was asked "
+                   "about (the other calibration answers were decided by rule vetoes without asking it).")
+    worse = [t for t, r in model.items() if t != "all" and r.get("kappa") is not None
+             and (rules.get(t) or {}).get("kappa") is not None and r["kappa"] < rules[t]["kappa"]]
+    if worse:
+        out.append(f"**The rule layer alone agrees with the labels better than the model judge on "
+                   f"{', '.join(worse)}**: read the judged rates with that in mind, or use a stronger judge "
+                   "(eval.judge_model) or eval.judge: heuristic.")
+    return out
 
 
 def held_out_section(h: dict | None) -> list[str]:

@@ -61,6 +61,11 @@ def score(pairs: list[tuple[dict, object]]) -> dict:
                      "kappa": cohen_kappa(labels, preds),
                      "false_pass": sum(p and not lab for lab, p in zip(labels, preds)),
                      "false_fail": sum(lab and not p for lab, p in zip(labels, preds))}
+        # How often the model itself said "pass" when asked (rule vetoes excluded): a judge that
+        # passes everything it is asked about adds nothing to the rule layer.
+        asked = [v.passed for it, v in pairs if task in ("all", it["task"]) and v.judge == "teacher"]
+        if asked:
+            res[task]["asked"], res[task]["asked_passed"] = len(asked), sum(bool(p) for p in asked)
     return res
 
 
