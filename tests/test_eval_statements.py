@@ -95,3 +95,20 @@ def test_report_names_the_statement_measure_and_hides_an_invalid_mae():
     text = "\n".join(big_five_section({"prompted": {"big_five": bf}}, ["prompted"], interpretable=False))
     assert "agreement with first-person statements" in text and "I agree/disagree" in text
     assert "Not interpretable at this size" in text and "| prompted | not interpretable |" in text
+
+
+def test_real_engine_scores_the_frames_batched_as_one_by_one(tiny_llama):
+    """On a real (tiny) HF model the batched, prefix-cached scoring of the reply frames gives
+    the same log-odds as scoring each prompt alone."""
+    from kit.engine.hf import HFEngine
+    from kit.eval.statements import statement_messages
+
+    items = ipip.subset(ipip.load_items(), 10)
+    eng = HFEngine(tiny_llama, None, name="prompted")
+    admin = administer_statements(eng, "You are Ada, a quiet archivist.", items, batch_size=4)
+    assert len(admin["items"]) == 10 * len(FRAMES) and 0 < admin["acquiescence"] < 1
+    for row in admin["items"][:3] + admin["items"][-3:]:
+        it = next(i for i in items if i.idx == row["item"])
+        start, choices = FRAMES[row["variant"]]
+        lp = eng.choice_logprobs(statement_messages("You are Ada, a quiet archivist.", it), list(choices), prefix=start)
+        assert row["expected"] == pytest.approx(agreement_score(lp[0], lp[1], it.key)["expected"], abs=1e-3)
