@@ -15,7 +15,9 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from kit.errors import KitError
 from kit.export import card as cards
@@ -51,7 +53,8 @@ def export_run(loaded, persona, run, *, force: bool = False, progress=None) -> d
     base = base_rec.folder
     dest = loaded.resolve_path(cfg.out_dir) / persona.spec.id
     inputs = hash_obj({"adapter": hash_paths([adapter]), "export": cfg.model_dump(mode="json"),
-                       "model": loaded.spec.train.model, "base": base_rec.fingerprint, "persona": persona.spec.model_dump(mode="json"),
+                       "model": loaded.spec.train.model, "base": base_rec.fingerprint,
+                       "persona": persona.spec.model_dump(mode="json"),
                        "llama_cpp": llama_cpp_version()})
     stage = run.stage("export")
     if not force and stage.is_done(inputs) and (dest / "manifest.json").is_file():
@@ -67,8 +70,8 @@ def export_run(loaded, persona, run, *, force: bool = False, progress=None) -> d
     (run.path / "export").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=run.path / "export"))
     try:
-        manifest = build_bundle(loaded, persona, run, base=base, adapter=adapter, adapter_stage=adapter_stage,
-                                quants=quants, staging=staging, work=work, progress=progress)
+        manifest = build_bundle(Build(loaded, persona, run, base=base, adapter=adapter, adapter_stage=adapter_stage,
+                                      quants=quants, staging=staging, work=work, progress=progress))
         place(staging, dest)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -95,114 +98,152 @@ def place(staging: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def build_bundle(loaded, persona, run, *, base: Path, adapter: Path, adapter_stage: str, quants: list[str],
-                 staging: Path, work: Path, progress=None) -> dict:
-    cfg, chat = loaded.spec.export, loaded.spec.chat
-    spec = persona.spec
-    name = spec.id
-    timings: dict[str, float] = {}
-    clock = {"name": None, "t": time.perf_counter()}
+@dataclass
+class Build:
+    """One bundle build: its inputs, where it writes, and what earlier steps produced."""
 
-    def step(msg: str) -> None:
+    loaded: Any
+    persona: Any
+    run: Any
+    base: Path
+    adapter: Path
+    adapter_stage: str
+    quants: list[str]
+    staging: Path
+    work: Path
+    progress: Callable[[str], None] | None = None
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    merged: Path | None = None
+    tok: Any = None
+    template: str = ""
+    _clock: tuple[str | None, float] = (None, 0.0)
+
+    @property
+    def cfg(self):
+        return self.loaded.spec.export
+
+    @property
+    def style(self) -> dict:
+        return self.loaded.spec.construct.prompt_style()  # the prompt the model was trained with
+
+    def step(self, msg: str) -> None:
+        """Start a named step: time the previous one and report progress."""
         now = time.perf_counter()
-        if clock["name"]:
-            timings[clock["name"]] = round(now - clock["t"], 2)
-        clock.update(name=msg, t=now)
-        if progress:
-            progress(msg)
+        if self._clock[0]:
+            self.timings[self._clock[0]] = round(now - self._clock[1], 2)
+        self._clock = (msg, now)
+        if self.progress:
+            self.progress(msg)
 
-    warnings: list[str] = []
 
-    step("merging the adapter into the base weights")
-    merged = work / "merged"
-    merge_info = merge.merge_adapter(base, adapter, merged)
-    template = (merged / "chat_template.jinja").read_text(encoding="utf-8")
+def build_bundle(b: Build) -> dict:
+    b.step("merging the adapter into the base weights")
+    b.merged = b.work / "merged"
+    merge_info = merge.merge_adapter(b.base, b.adapter, b.merged)
+    b.template = (b.merged / "chat_template.jinja").read_text(encoding="utf-8")
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(merged))
-
-    primary = f"{name}-{quants[0]}.gguf"
-    step("writing the Modelfile and character card")
-    try:
-        family = ollama.detect_family(template, bos=tok.bos_token or "", eos=tok.eos_token or "")
-        go_template, stops = family.go_template(), list(family.stop)
-    except KitError as exc:
-        family, go_template, stops = None, None, []
-        warnings.append(f"Modelfile has no TEMPLATE: {exc.message}")
-    if tok.eos_token and tok.eos_token not in stops:
-        stops.append(tok.eos_token)
-    style = loaded.spec.construct.prompt_style()  # the prompt the model was trained with
-    for fname, data in companion.stage_files(persona, style=style, primary=primary, go_template=go_template,
-                                             stops=stops, params=chat.modelfile_params(),
-                                             family=family.name if family else None, card=cfg.card).items():
-        _write(staging / fname, data)
-    base_info = modelcard.base_model_info(loaded.spec.train.model, base)
-    for fname, data in companion.licence_files(base_info).items():
-        _write(staging / fname, data)
-
-    step("converting to GGUF f16")
-    f16 = staging / f"{name}-f16.gguf" if "f16" in quants else work / f"{name}-f16.gguf"
-    ggufops.convert_hf(merge.converter_view(merged, work / "gguf-src"), f16, model_name=f"{spec.name} (perskit)",
-                       metadata=modelcard.gguf_metadata(base_info, f"{spec.name} (perskit)"))
-    files = {q: (f16 if q == "f16" else staging / f"{name}-{q}.gguf") for q in quants}
-    for q in quants:
-        if q != "f16":
-            step(f"quantizing to {q}")
-            ggufops.quantize(f16, files[q], q)
-    lora = None
-    if cfg.lora_gguf:
-        step("converting the LoRA adapter to GGUF")
-        lora = staging / f"{name}-lora-f16.gguf"
-        base_view = merge.converter_view(base, work / "base-src")
-        ggufops.convert_lora(adapter, base_view, lora)
-
-    verify = verify_bundle(persona, style=style, step=step, tok=tok, merged=merged, template=template, f16=f16, quants=files, lora=lora,
-                           base=base, work=work, n_prompts=cfg.parity_prompts, min_top1=cfg.min_top1_f16,
-                           n_chat=cfg.verify_questions)
-    warnings += verify.pop("warnings")
-    step("writing the model card and the manifest")
-    companion.write_readme(_write, staging, persona=persona, info=base_info, recipe=loaded.spec.model_dump(mode="json"),
-                           sampling={**chat.sampling(), "n_ctx": chat.n_ctx}, parity=verify["parity"],
-                           eval_report=run.path / "eval" / "report.md", primary=primary)
-
-    manifest = {
-        "persona": {"id": spec.id, "name": spec.name},
-        "stages": [{"id": s.id, "label": s.label, "period": s.period, "system_prompt": spec.system_prompt(s.id, **style)}
-                   for s in spec.stages],
-        "default_stage": spec.stages[-1].id,
-        "base_model": loaded.spec.train.model,
-        "adapter": {"stage": adapter_stage, "hash": hash_paths([adapter]), **merge_info},
-        "recipe": {"name": loaded.spec.name, "hash": hash_obj(loaded.spec.model_dump(mode="json"))},
-        "chat_template": {"family": family.name if family else None, "stops": stops},
-        "sampling": {**chat.sampling(), "n_ctx": chat.n_ctx},
-        "eval": eval_summary(run.path / "eval" / "results.json"),
-        "verify": verify,
-        "warnings": warnings,
-        "tools": _tool_versions(),
-        "timings_s": timings,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                  for p in sorted(staging.iterdir()) if p.is_file()},
-    }
-    _write(staging / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+    b.tok = AutoTokenizer.from_pretrained(str(b.merged))
+    family, stops, base_info = companion_files(b)
+    files, f16, lora = write_ggufs(b, base_info)
+    verify = verify_bundle(b, f16=f16, quants=files, lora=lora)
+    b.warnings += verify.pop("warnings")
+    b.step("writing the model card and the manifest")
+    chat = b.loaded.spec.chat
+    companion.write_readme(_write, b.staging, persona=b.persona, info=base_info,
+                           recipe=b.loaded.spec.model_dump(mode="json"), sampling={**chat.sampling(), "n_ctx": chat.n_ctx},
+                           parity=verify["parity"], eval_report=b.run.eval_report, primary=_primary(b))
+    manifest = bundle_manifest(b, merge_info=merge_info, family=family, stops=stops, verify=verify)
+    _write(b.staging / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
     return manifest
 
 
-def verify_bundle(persona, *, style: dict, step, tok, merged: Path, template: str, f16: Path, quants: dict, lora: Path | None,
-                  base: Path, work: Path, n_prompts: int, min_top1: float, n_chat: int) -> dict:
+def _primary(b: Build) -> str:
+    return f"{b.persona.spec.id}-{b.quants[0]}.gguf"
+
+
+def companion_files(b: Build):
+    """Modelfiles and character cards per life stage, and the base model's licence files.
+    Returns (chat template family or None, stop strings, base model info)."""
+    b.step("writing the Modelfile and character card")
+    tok, cfg = b.tok, b.cfg
+    try:
+        family = ollama.detect_family(b.template, bos=tok.bos_token or "", eos=tok.eos_token or "")
+        go_template, stops = family.go_template(), list(family.stop)
+    except KitError as exc:
+        family, go_template, stops = None, None, []
+        b.warnings.append(f"Modelfile has no TEMPLATE: {exc.message}")
+    if tok.eos_token and tok.eos_token not in stops:
+        stops.append(tok.eos_token)
+    for fname, data in companion.stage_files(b.persona, style=b.style, primary=_primary(b), go_template=go_template,
+                                             stops=stops, params=b.loaded.spec.chat.modelfile_params(),
+                                             family=family.name if family else None, card=cfg.card).items():
+        _write(b.staging / fname, data)
+    base_info = modelcard.base_model_info(b.loaded.spec.train.model, b.base)
+    for fname, data in companion.licence_files(base_info).items():
+        _write(b.staging / fname, data)
+    return family, stops, base_info
+
+
+def write_ggufs(b: Build, base_info) -> tuple[dict, Path, Path | None]:
+    """The f16 GGUF, each quant and the LoRA GGUF: ({quant: path}, f16 path, lora path or None)."""
+    name, title = b.persona.spec.id, f"{b.persona.spec.name} (perskit)"
+    b.step("converting to GGUF f16")
+    f16 = (b.staging if "f16" in b.quants else b.work) / f"{name}-f16.gguf"
+    ggufops.convert_hf(merge.converter_view(b.merged, b.work / "gguf-src"), f16, model_name=title,
+                       metadata=modelcard.gguf_metadata(base_info, title))
+    files = {q: (f16 if q == "f16" else b.staging / f"{name}-{q}.gguf") for q in b.quants}
+    for q in b.quants:
+        if q != "f16":
+            b.step(f"quantizing to {q}")
+            ggufops.quantize(f16, files[q], q)
+    lora = None
+    if b.cfg.lora_gguf:
+        b.step("converting the LoRA adapter to GGUF")
+        lora = b.staging / f"{name}-lora-f16.gguf"
+        ggufops.convert_lora(b.adapter, merge.converter_view(b.base, b.work / "base-src"), lora)
+    return files, f16, lora
+
+
+def bundle_manifest(b: Build, *, merge_info: dict, family, stops: list[str], verify: dict) -> dict:
+    spec, loaded, chat = b.persona.spec, b.loaded, b.loaded.spec.chat
+    return {
+        "persona": {"id": spec.id, "name": spec.name},
+        "stages": [{"id": s.id, "label": s.label, "period": s.period,
+                    "system_prompt": spec.system_prompt(s.id, **b.style)} for s in spec.stages],
+        "default_stage": spec.stages[-1].id,
+        "base_model": loaded.spec.train.model,
+        "adapter": {"stage": b.adapter_stage, "hash": hash_paths([b.adapter]), **merge_info},
+        "recipe": {"name": loaded.spec.name, "hash": hash_obj(loaded.spec.model_dump(mode="json"))},
+        "chat_template": {"family": family.name if family else None, "stops": stops},
+        "sampling": {**chat.sampling(), "n_ctx": chat.n_ctx},
+        "eval": eval_summary(b.run.eval_results),
+        "verify": verify,
+        "warnings": b.warnings,
+        "tools": _tool_versions(),
+        "timings_s": b.timings,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                  for p in sorted(b.staging.iterdir()) if p.is_file()},
+    }
+
+
+def verify_bundle(b: Build, *, f16: Path, quants: dict, lora: Path | None) -> dict:
     """Load every GGUF, check metadata + tokenizer, and compare logits with the HF model."""
     warnings: list[str] = []
+    tok, step, min_top1 = b.tok, b.step, b.cfg.min_top1_f16
     step("verifying: HF reference logits")
-    convs = parity.parity_conversations(persona, n_prompts, style)
+    convs = parity.parity_conversations(b.persona, b.cfg.parity_prompts, b.style)
     ids = parity.hf_token_ids(tok, convs)
-    ref = parity.hf_logits(merged, ids)
+    ref = parity.hf_logits(b.merged, ids)
     n_ctx = max(256, max(len(x) for x in ids) + 64)
     out: dict = {"parity": {}, "prompts": len(convs)}
 
     step("verifying: f16 metadata, tokenizer, parity")
     llm = ggufops.load_llama(f16, n_ctx=n_ctx, logits_all=True)
     meta = ggufops.metadata(llm)
-    if meta.get("tokenizer.chat_template") != template:
+    if meta.get("tokenizer.chat_template") != b.template:
         raise KitError("the f16 GGUF's tokenizer.chat_template differs from the adapter's chat template",
                        where=str(f16), fix="report this; the converter did not pick up chat_template.jinja")
     if tok.eos_token_id is not None and int(llm.token_eos()) != int(tok.eos_token_id):
@@ -220,23 +261,27 @@ def verify_bundle(persona, *, style: dict, step, tok, merged: Path, template: st
                        f"< export.min_top1_f16 {min_top1}", where=str(f16),
                        fix="the conversion is broken for this model; do not ship it (report the architecture)")
     for q, path in quants.items():
-        if q == "f16":
-            continue
-        step(f"verifying: {q} parity")
-        llm = ggufops.load_llama(path, n_ctx=n_ctx, logits_all=True)
-        out["parity"][q] = parity.compare(ref, parity.gguf_logits(llm, ids))
-        del llm
-    primary = next(iter(quants))
-    step(f"verifying: chat with {primary}")
-    out["tokenizer"]["chat_path"] = parity.check_chat_path(quants[primary], tok, convs, ids, n_ctx)
-    chat_llm = ggufops.load_llama(quants[primary], n_ctx=n_ctx + 128)
-    out["chat"] = {"file": quants[primary].name,
-                   "samples": parity.chat_samples(chat_llm, convs[:n_chat])}
-    del chat_llm
+        if q != "f16":
+            step(f"verifying: {q} parity")
+            out["parity"][q] = parity.compare(ref, parity.gguf_logits(ggufops.load_llama(path, n_ctx=n_ctx,
+                                                                                         logits_all=True), ids))
+    out.update(verify_chat(b, quants, convs, ids, n_ctx, out["tokenizer"]))
     if lora is not None:
         step("verifying: LoRA GGUF on the base GGUF")
-        out["lora"] = verify_lora(lora, base=work / "base-src", work=work, ids=ids[:2], ref=ref[:2], n_ctx=n_ctx)
+        out["lora"] = verify_lora(lora, base=b.work / "base-src", work=b.work, ids=ids[:2], ref=ref[:2], n_ctx=n_ctx)
     return {**out, "warnings": warnings}
+
+
+def verify_chat(b: Build, quants: dict, convs, ids, n_ctx: int, tokenizer: dict) -> dict:
+    """The primary GGUF through llama.cpp's own chat path: same tokens, and sample replies."""
+    primary = next(iter(quants))
+    b.step(f"verifying: chat with {primary}")
+    tokenizer["chat_path"] = parity.check_chat_path(quants[primary], b.tok, convs, ids, n_ctx)
+    chat_llm = ggufops.load_llama(quants[primary], n_ctx=n_ctx + 128)
+    out = {"chat": {"file": quants[primary].name,
+                    "samples": parity.chat_samples(chat_llm, convs[:b.cfg.verify_questions])}}
+    del chat_llm
+    return out
 
 
 def verify_lora(lora: Path, *, base: Path, work: Path, ids, ref, n_ctx: int) -> dict:

@@ -9,30 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kit.chat.config import ChatConfig
 from kit.construct.config import ConstructConfig
+from kit.dpo.config import DpoConfig
 from kit.errors import KitError
 from kit.eval.config import EvalConfig
-from kit.export.config import ChatConfig, ExportConfig
+from kit.export.config import ExportConfig
+from kit.spec.base import Strict
 from kit.spec.yamlio import load_yaml, override_value, validate
 from kit.teachers.config import TeacherConfig
-from kit.dpo.config import DpoConfig
 from kit.train.config import TrainConfig
-
-
-import warnings
 
 # "construct" is a recipe section name and also a deprecated BaseModel classmethod;
 # the field is what users write, so silence pydantic's shadowing warning for it.
 warnings.filterwarnings("ignore", message='Field name "construct"', category=UserWarning)
 
 
-class Recipe(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Recipe(Strict):
+    """A recipe: one config section per stage (each defined beside its stage), plus chat."""
+
     name: str = Field(description="Recipe name; default run folder is runs/<persona>-<name>.")
     persona: str = Field(description="Persona folder (or persona.yaml), relative to the recipe file's project root.")
     teacher: Annotated[TeacherConfig, Field(discriminator="kind")]
