@@ -97,8 +97,9 @@ def test_bundle_files_hashes_and_no_leftovers(bundle, project):
 
     out, manifest = bundle
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["Modelfile", "manifest.json", "tess-Q4_K_M.gguf", "tess-Q8_0.gguf", "tess-lora-f16.gguf",
-                     "tess.card.json", "tess.card.png"]
+    cards = [f"tess.{st}card.{ext}" for st in ("", "keeper.", "retired.") for ext in ("json", "png", "v3.json")]
+    assert names == sorted(["LICENSE-base-model.md", "Modelfile", "Modelfile.keeper", "Modelfile.retired", "README.md",
+                            "manifest.json", "tess-Q4_K_M.gguf", "tess-Q8_0.gguf", "tess-lora-f16.gguf", *cards])
     assert set(manifest["files"]) == set(names) - {"manifest.json"}
     for name, info in manifest["files"].items():
         assert info["sha256"] == sha256_file(out / name)
@@ -176,6 +177,31 @@ def test_card_json_and_png_round_trip(bundle):
     validate_card(embedded["ccv3"])
     assert embedded["ccv3"]["data"]["name"] == "Tess Moreau"
     assert set(v2["data"]["extensions"]["perskit"]["stage_prompts"]) == {"keeper", "retired"}
+
+
+def test_stage_files_model_card_licence_and_gguf_metadata(bundle):
+    from kit.engine.llamacpp import gguf_kv
+    from kit.export.card import read_cards
+    from kit.export.modelcard import front_matter
+    from kit.export.ollama import parse_modelfile
+
+    out, manifest = bundle
+    for st in manifest["stages"]:
+        assert parse_modelfile((out / f"Modelfile.{st['id']}").read_text())["SYSTEM"] == st["system_prompt"]
+        card = read_cards((out / f"tess.{st['id']}.card.png").read_bytes())["chara"]["data"]
+        assert card["system_prompt"] == st["system_prompt"]
+    keeper = json.loads((out / "tess.keeper.card.json").read_text())["data"]
+    assert keeper["first_mes"].endswith("I kept the lamp lit.") and "Do you miss the sea" not in keeper["mes_example"]
+    readme = (out / "README.md").read_text()
+    front = front_matter(readme)
+    assert front["base_model"] == "tiny-llama-spm" and front["tags"][:2] == ["gguf", "persona"]
+    assert "license" in front and "`tess:keeper`" in readme and "## Intended use and limits" in readme
+    assert "Base model licence" in (out / "LICENSE-base-model.md").read_text()
+    for q in ("Q8_0", "Q4_K_M"):
+        assert gguf_kv(out / f"tess-{q}.gguf", "general.name") == "Tess Moreau (perskit)"
+        assert gguf_kv(out / f"tess-{q}.gguf", "general.license") == front["license"]
+        assert gguf_kv(out / f"tess-{q}.gguf", "general.base_model.count") == 1
+    assert manifest["sampling"]["temperature"] >= 0
 
 
 def test_rerun_is_skipped(bundle, project):
