@@ -1,7 +1,7 @@
 """``perskit chat <bundle or gguf>``: chat with a persona offline in the terminal.
 
     perskit chat export/ada-lin/
-    perskit chat export/ada-lin/ --stage young --with export/tomas-reyes/
+    perskit chat export/ada-lin/ --stage apprentice --with export/tomas-reyes/
     perskit chat model.gguf --system "You are Ada." --template tpl.jinja
 """
 
@@ -13,7 +13,7 @@ import click
 
 
 def open_persona(path: str, *, quant: str | None, system: str | None, template: str | None,
-                 lora: str | None, n_ctx: int, threads: int | None, gpu_layers: int = 0):
+                 lora: str | None, n_ctx: int | None, threads: int | None, gpu_layers: int = 0):
     """(bundle, engine) for a bundle folder or a bare GGUF; shared by chat and serve."""
     from kit.engine.bundle import load_bundle
     from kit.errors import KitError
@@ -25,6 +25,7 @@ def open_persona(path: str, *, quant: str | None, system: str | None, template: 
             raise KitError("template file not found", where=tp, fix="pass a jinja chat template file")
         tpl = tp.read_text(encoding="utf-8")
     bundle = load_bundle(path, quant=quant, system=system, template=tpl)
+    n_ctx = n_ctx or int(bundle.sampling.get("n_ctx", 2048))  # the recipe's chat.n_ctx travels in the bundle
     return bundle, bundle.open_engine(n_ctx=n_ctx, lora=lora, n_threads=threads, n_gpu_layers=gpu_layers)
 
 
@@ -46,22 +47,27 @@ GPU_LAYERS = click.option("--n-gpu-layers", "gpu_layers", type=int, default=0, s
 @click.option("--with", "others", multiple=True,
               help="Another persona for multi-agent mode (/agents): a bundle folder, a .gguf, or NAME=LORA.gguf "
                    "(this model plus a LoRA adapter); repeatable.")
-@click.option("--n-ctx", type=int, default=2048, show_default=True, help="Context window in tokens.")
+@click.option("--n-ctx", type=int, default=None, help="Context window in tokens (default: the bundle's, else 2048).")
 @click.option("--threads", type=int, default=None, help="CPU threads for llama.cpp.")
 @GPU_LAYERS
-@click.option("--temperature", type=float, default=None)
-@click.option("--max-tokens", type=int, default=None)
+@click.option("--temperature", type=float, default=None, help="Override the bundle's sampling temperature.")
+@click.option("--max-tokens", type=int, default=None, help="Override the bundle's longest reply.")
 @click.option("--open", "open_id", type=int, default=None, help="Reopen saved conversation N.")
+@click.option("--prompt", "prompt", default=None,
+              help="Ask one question, print the streamed reply and exit (no TUI; for scripts and quick checks).")
 def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads, gpu_layers, temperature, max_tokens,
-            open_id):
+            open_id, prompt):
     """Open the chat TUI on a persona bundle folder (or a bare GGUF)."""
     from kit.errors import KitError, require
 
+    if prompt is not None:
+        return ask_once(bundle, prompt, stage=stage, quant=quant, system=system, template=template, lora=lora,
+                        n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers, temperature=temperature,
+                        max_tokens=max_tokens)
     require("textual", "tui", "perskit chat")
     from kit.chat.multiagent import Agent
     from kit.chat.session import ChatSession, PersonaView
     from kit.chat.store import HistoryStore
-    from kit.engine.base import GenParams
 
     b, engine = open_persona(bundle, quant=quant, system=system, template=template, lora=lora, n_ctx=n_ctx,
                              threads=threads, gpu_layers=gpu_layers)
@@ -69,10 +75,9 @@ def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads
     if stage is not None:
         b.stage(stage)  # KitError naming the valid stages
     from kit.tui.app import ChatApp  # Textual loads only once the bundle and the model have opened
-    params = GenParams()
-    if temperature is not None or max_tokens is not None:
-        params = GenParams(**{**params.model_dump(), **({"temperature": temperature} if temperature is not None else {}),
-                              **({"max_tokens": max_tokens} if max_tokens is not None else {})})
+    # The recipe's chat sampling travels in the bundle; flags override it.
+    params = b.gen_params(temperature=temperature, max_tokens=max_tokens)
+    n_ctx = engine.n_ctx
     agents = []
     for other in others:
         name, sep, adapter = other.partition("=")
@@ -83,7 +88,7 @@ def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads
             continue
         ob, oeng = open_persona(other, quant=None, system=None, template=None, lora=None, n_ctx=n_ctx, threads=threads,
                                 gpu_layers=gpu_layers)
-        agents.append(Agent(ob.name, oeng, ob.stage(None).system_prompt, ob.persona_id))
+        agents.append(Agent(ob.name, oeng, ob.stage(None).system_prompt, ob.persona_id, PersonaView.from_bundle(ob)))
     store = HistoryStore()
     session = ChatSession(persona, engine, store, params=params, n_ctx=n_ctx, stage=stage or b.default_stage)
     if open_id is not None:
@@ -97,3 +102,18 @@ def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads
             a.engine.close()
         engine.close()
         store.close()
+
+
+def ask_once(path: str, prompt: str, *, stage: str | None, temperature: float | None, max_tokens: int | None,
+             **open_kw) -> None:
+    """One question, one streamed reply on stdout, with the same prompt and sampling as the TUI."""
+    b, engine = open_persona(path, **open_kw)
+    try:
+        params = b.gen_params(temperature=temperature, max_tokens=max_tokens)
+        system = b.stage(stage).system_prompt
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        for piece in engine.stream(messages, params):
+            click.echo(piece, nl=False)
+        click.echo()
+    finally:
+        engine.close()
