@@ -77,17 +77,6 @@ def test_imports_point_down():
     assert not bad, "\n".join(bad)
 
 
-def test_long_function_allowlist_is_current():
-    """An entry that is no longer over the limit (or gone) must leave the allowlist."""
-    lengths = {}
-    for path, module, _ in modules():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                lengths[f"{module}.{node.name}"] = node.end_lineno - node.lineno + 1
-    stale = sorted(f for f in LONG_FUNCTIONS if lengths.get(f, 0) <= 60)
-    assert not stale, f"split already, drop from LONG_FUNCTIONS: {stale}"
-
-
 def test_stage_shape():
     """Every stage has config.py and stage.py with run(ctx) and report(ctx, manifest)."""
     from kit.stages import STAGES as REGISTRY
@@ -116,26 +105,39 @@ def test_the_rule_catches_what_it_forbids():
     assert allowed("kit.dpo.stage", "dpo", "kit.tuning")                  # stages on the shared layer
 
 
-def test_module_and_function_size(limit_lines=400, limit_fn=60):
-    bad = []
-    for path, module, _ in modules():
-        text = path.read_text(encoding="utf-8")
-        if text.count("\n") > limit_lines:
-            bad.append(f"{module}: {text.count(chr(10))} lines")
-        for node in ast.walk(ast.parse(text)):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                n = node.end_lineno - node.lineno + 1
-                if n > limit_fn and f"{module}.{node.name}" not in LONG_FUNCTIONS:
-                    bad.append(f"{module}.{node.name}: {n} lines")
-    assert not bad, "\n".join(bad)
-
-
-def test_long_function_allowlist_is_current():
-    """An entry that is no longer over the limit (or gone) must leave the allowlist."""
+def function_lengths() -> dict[str, int]:
+    """``module.function`` -> its length in lines, for every function in kit/."""
     lengths = {}
     for path, module, _ in modules():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lengths[f"{module}.{node.name}"] = node.end_lineno - node.lineno + 1
+    return lengths
+
+
+def test_module_and_function_size(limit_lines=400, limit_fn=60):
+    bad = [f"{module}: {n} lines" for path, module, _ in modules()
+           if (n := path.read_text(encoding="utf-8").count("\n")) > limit_lines]
+    bad += [f"{name}: {n} lines" for name, n in function_lengths().items()
+            if n > limit_fn and name not in LONG_FUNCTIONS]
+    assert not bad, "\n".join(bad)
+
+
+def test_long_function_allowlist_is_current():
+    """An entry that is no longer over the limit (or gone) must leave the allowlist."""
+    lengths = function_lengths()
     stale = sorted(f for f in LONG_FUNCTIONS if lengths.get(f, 0) <= 60)
     assert not stale, f"split already, drop from LONG_FUNCTIONS: {stale}"
+
+
+def test_every_stage_verb_takes_force():
+    """`perskit run --from X` passes --force to every later stage; no stage may lack it."""
+    import importlib
+
+    from kit.stages import STAGES as REGISTRY
+
+    for info in REGISTRY:
+        command = importlib.import_module(f"kit.commands.{info.verb}").command
+        params = {p.name for p in command.params}
+        assert "force" in params, info.verb
+        assert ("resume" in params) == info.resumable, info.verb

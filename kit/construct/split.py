@@ -55,10 +55,11 @@ def to_row(persona, rec: dict, *, style: dict, train_on_cot: bool) -> dict:
                                     "question_source", "source", "knowledge_ids", "style_ids", "later_topic", "domain", "relevance")}
     if rec.get("analysis"):
         meta["analysis"] = rec["analysis"]
-    return {"messages": [{"role": "system", "content": persona.system_prompt(rec["stage"], **style)},
-                         {"role": "user", "content": rec["question"].strip()},
-                         {"role": "assistant", "content": target}],
-            "meta": meta}
+    from kit.rows import sft_row
+
+    return sft_row([{"role": "system", "content": persona.system_prompt(rec["stage"], **style)},
+                    {"role": "user", "content": rec["question"].strip()},
+                    {"role": "assistant", "content": target}], **meta)
 
 
 def gold_record(persona, g) -> dict:

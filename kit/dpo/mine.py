@@ -100,9 +100,10 @@ def _differs(a: str, b: str) -> bool:
 
 
 def _pair(item: Item, rejected: str, source: str, **meta) -> dict:
-    return {"prompt": item.prompt, "chosen": [{"role": "assistant", "content": item.answer}],
-            "rejected": [{"role": "assistant", "content": rejected.strip()}],
-            "meta": {"source": source, "stage": item.stage, "pattern": item.pattern, **meta}}
+    from kit.rows import preference_pair
+
+    return preference_pair(item.prompt, item.answer, rejected.strip(), source=source, stage=item.stage,
+                           pattern=item.pattern, **meta)
 
 
 def _cap(items: list, n: int | None, seed: int, salt: str) -> list:
