@@ -32,6 +32,9 @@ def _filter(recs, cfg, persona=None, passages=()):
     "(1) I measured the roller path and found it badly worn in the north-east quarter.",
     "Response: I measured the roller path and found it badly worn in the north-east quarter.",
     "Message to you: what did you do? I measured the roller path and found it badly worn.",
+    # seen from SmolLM2 on ada-lin (smoke, trait slots)
+    "You're right, but you should just finish your response and then stop now, I suppose.",
+    "This message has been processed by a machine and I cannot say more about the bill.",
 ])
 def test_debris_gate(text):
     kept, drops, gates = _filter([{"id": "x", "question": "What did you find?", "response": text}], _cfg())
@@ -57,6 +60,18 @@ def test_trait_question_must_state_its_situation():
     assert fallback_question(slot, None, None) == "Imagine this: you got an unexpected bill. What would you do?"
     q, src, why = resolve_question(slot, None, _ada(), {"question": "How would you handle this situation?"})
     assert (q, src, why) == (fallback_question(slot, None, None), "template", "no_situation")
+
+
+def test_voice_answers_that_narrate_someone_else_are_rejected():
+    # seen from SmolLM2 on ada-lin: a trait question answered by a third-person story
+    story = "A girl from the Courier asked her how long the bridge would last after the gale."
+    recs = [{"id": p, "question": "A friend invites you to a big party tonight. Will you go?", "pattern": p,
+             "response": story} for p in ("trait", "opinion", "anti_induction", "ordinary")]
+    kept, drops, gates = _filter(recs, _cfg())
+    assert [r["id"] for r in kept] == ["ordinary"]  # a factual answer may tell of others
+    assert drops == Counter(not_in_voice=3)
+    mine = [{**recs[0], "response": "I would go for an hour, and I would ask her to walk home with me."}]
+    assert len(_filter(mine, _cfg())[0]) == 1
 
 
 def test_echoed_prompt_inside_the_answer():

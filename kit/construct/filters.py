@@ -1,7 +1,8 @@
 """Quality gates over answered records; every rejection is counted by gate.
 
 Per candidate, in order: structure → template debris → length → language → repetition →
-echo → identity break → knows-later (a stage answering with what it cannot know yet) →
+echo → identity break → not in voice (an opinion, trait or anti-induction answer with no
+first-person word but a "she"/"he": a narrative about someone, not their reply) → knows-later (a stage answering with what it cannot know yet) →
 unsupported facts (knowledge answers vs their retrieved passages) → off-topic (embedding
 similarity to the question) → judge. A record may carry several candidates (best-of-n);
 the first that passes every gate is kept, and the near-duplicate filter runs last
@@ -27,7 +28,14 @@ _DEBRIS = re.compile(
     r"|^\s*(\(\d{1,2}\)|\d{1,2}[.)]\s|[-*•]\s)|\b(answer|response|reply|question|analysis)\s*:"
     r"|\bmessage to you\b|\bin the first person\b|\bin your own voice\b|\baddressed as\b"
     r"|\b(1-2|2-4) sentences\b|\bwrite one\b|\bjson\b"
-    r"|\b(your|the) (response|answer|reply) (should|must)\b|\(the (answer|response|question)\b)", re.I | re.M)
+    r"|\b(your|the) (response|answer|reply) (should|must)\b|\(the (answer|response|question)\b"
+    r"|\b(finish|end|complete|stop) (your|the|this) (response|answer|reply)\b"
+    r"|\bthis (message|text|answer|response) (has been|was) (processed|generated|written|produced)\b)", re.I | re.M)
+_FIRST = re.compile(r"\b(i|i'm|i've|i'd|i'll|me|my|mine|myself|we|us|our)\b", re.I)
+_THIRD = re.compile(r"\b(she|her|hers|herself|he|him|his|himself)\b", re.I)
+# patterns whose answer is the persona's own view or reaction: one that never says "I"/"we" but
+# tells of "she"/"he" is a narrative about someone (1 of 47 bundled gold answers has no "I", none both)
+_VOICE = ("opinion", "trait", "anti_induction")
 _YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
 _FACT = re.compile(r"\b(\d[\d,.]*\d|\d)\b|(?<=[a-z,;] )([A-Z][a-z]{2,}(?: [A-Z][a-z]{2,})*)")
 
@@ -123,6 +131,7 @@ def candidate_reason(rec: dict, cand: dict, cfg, language: str, support: str | N
         ("repetitive", lambda: repetitive(text)),
         ("echoes_question", lambda: echoes(q, text)),
         ("identity_break", lambda: identity_break(text)),
+        ("not_in_voice", lambda: rec.get("pattern") in _VOICE and not _FIRST.search(text) and bool(_THIRD.search(text))),
         ("knows_later", lambda: rec.get("pattern") != "backtranslation" and knows_later(text, rec)),
         ("unsupported", lambda: support is not None and (unsupported_share(text, support) or 0) > cfg.max_unsupported),
         ("off_topic", lambda: relevance is not None and relevance < cfg.min_relevance),
