@@ -74,7 +74,7 @@ eval:
   gen_max_tokens: 8
   judge: heuristic
   distinct_questions: 1
-  samples: 1
+  samples: 2
 export:
   quants: [Q8_0]
   out_dir: {out_dir}
