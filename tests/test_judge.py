@@ -135,3 +135,27 @@ def test_calibration_counts_what_the_model_said_when_asked_and_the_report_flags_
                                           "model": res, "model_label": "llamacpp:tiny"}))
     assert f"said pass to {asked} of the {asked} answers" in text
     assert "rule layer alone agrees with the labels better than the model judge on" in text
+
+
+def test_model_judge_calibration_on_a_stratified_subset():
+    from kit.eval.report_sections import calibration_section
+    from kit.judge.calibration import calibrate, stratified
+
+    data = load_set()
+    sub = stratified(data, 12)
+    cells = {(it["task"], it["label"]) for it in sub["items"]}
+    assert len(sub["items"]) == 12 and len(cells) == 6  # every task keeps both labels
+    assert stratified(data, None) is data and stratified(data, 1000) is data
+
+    class Asked(RuleJudge):
+        kind, label, failures, calls = "teacher", "counting", 0, 0
+
+        def knowledge(self, **kw):
+            self.calls += 1
+            return super().knowledge(**kw)
+
+    judge = Asked()
+    cal = calibrate(judge, model_items=12)
+    assert cal["model_items"] == 12 and cal["model"]["all"]["n"] == 12 and cal["rules"]["all"]["n"] == len(data["items"])
+    assert judge.calls == sum(it["task"] == "knowledge" for it in sub["items"])
+    assert "stratified 12 of them" in "\n".join(calibration_section(cal))

@@ -14,6 +14,10 @@ class EvalConfig(Strict):
     enabled: bool = Field(True, description="Run the eval stage.")
     big_five: bool = Field(True, description="Administer IPIP-NEO-120 by next-token Likert probabilities.")
     ipip_items: int | None = Field(None, ge=5, le=120, description="Use a stratified subset of items (CI, quickstart).")
+    big_five_measure: Literal["likert", "statement"] = Field(
+        "likert", description="likert: a digit 1-5 per IPIP item by next-token probability over cyclic option "
+                              "orders; statement: log-odds of agreeing vs disagreeing with each item in the first "
+                              "person (kit/eval/statements.py). Keep the one that passes the known-groups check.")
     ipip_variants: int = Field(5, ge=1, le=10, description="Administrations: the five cyclic option orders "
                                                           "(then their reverses), each with a reworded instruction.")
     validity_gap: float = Field(1.0, gt=0, description="Known-groups check: domains whose two personas' targets "
@@ -28,6 +32,9 @@ class EvalConfig(Strict):
         None, discriminator="kind", description="A judge other than the recipe's teacher: any OpenAI-compatible "
                                                 "server or local GGUF (kind: openai | llamacpp).")
     calibrate: bool = Field(True, description="Score the judge on kit/data/judge_calibration.json (accuracy, kappa).")
+    calibrate_items: int | None = Field(
+        None, ge=12, description="Score the model judge on this many calibration answers (stratified by task and "
+                                 "label; the rule layer always gets all): one judge call each. None = all.")
     split: Literal["test", "dev"] = Field(
         "test", description="Which share of the held-out questions to use: tune recipes on dev, report on test.")
     dev_share: float = Field(0.3, ge=0, lt=1, description="Share of held-out questions assigned to dev (by hash).")

@@ -40,7 +40,9 @@ def calibration_section(cal: dict | None) -> list[str]:
         return ["## Judge calibration", "", "Not measured (eval.calibrate: false).", ""]
     lines = ["## Judge calibration", "",
              f"Agreement with human labels on {cal['items']} answers written for calibration (`{cal['set']}`): "
-             "accuracy and Cohen's κ per task.", "",
+             "accuracy and Cohen's κ per task"
+             + (f" (the model judge on a stratified {cal['model_items']} of them: eval.calibrate_items)"
+                if cal.get("model_items", cal["items"]) < cal["items"] else "") + ".", "",
              "| judge | task | n | accuracy | κ | false pass | false fail |", "|---|---|---|---|---|---|---|"]
     for who, key in (("rule layer", "rules"), (f"model judge ({cal.get('model_label', '')})", "model")):
         for task, r in (cal.get(key) or {}).items():

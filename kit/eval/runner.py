@@ -186,7 +186,7 @@ def run_eval(loaded, lp, run, *, console=None) -> dict:
     if inputs.cfg.calibrate:
         from kit.judge.calibration import calibrate
 
-        results["judge_calibration"] = calibrate(judge)
+        results["judge_calibration"] = calibrate(judge, inputs.cfg.calibrate_items)
     write_outputs(out_dir, results, all_rows, inputs.persona)
     from kit.rundir import peak_rss_mb
 

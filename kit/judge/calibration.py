@@ -69,8 +69,30 @@ def score(pairs: list[tuple[dict, object]]) -> dict:
     return res
 
 
-def calibrate(judge) -> dict:
-    """Figures for the rule layer always, and for the model judge when ``judge`` is one."""
+def stratified(data: dict, n: int | None) -> dict:
+    """At most ``n`` items, taken in turn from each (task, label) cell in file order, so a small
+    budget keeps every task with both labels."""
+    items = data["items"]
+    if n is None or n >= len(items):
+        return data
+    cells: dict = {}
+    for it in items:
+        cells.setdefault((it["task"], it["label"]), []).append(it)
+    picked: list = []
+    k = 0
+    while len(picked) < n:
+        for cell in cells.values():
+            if k < len(cell) and len(picked) < n:
+                picked.append(cell[k])
+        k += 1
+    keep = {id(it) for it in picked}
+    return {**data, "items": [it for it in items if id(it) in keep]}
+
+
+def calibrate(judge, model_items: int | None = None) -> dict:
+    """Figures for the rule layer always (on the whole set: it costs nothing), and for the
+    model judge when ``judge`` is one, on ``model_items`` of them (stratified) when given:
+    each model verdict not vetoed by the rules is a judge call."""
     from kit.judge.rules import RuleJudge
 
     data = load_set()
@@ -78,7 +100,9 @@ def calibrate(judge) -> dict:
            "rules": score(verdicts(RuleJudge(), data))}
     if getattr(judge, "kind", None) == "teacher":
         before = judge.failures
-        out["model"] = score(verdicts(judge, data))
+        sub = stratified(data, model_items)
+        out["model_items"] = len(sub["items"])
+        out["model"] = score(verdicts(judge, sub))
         out["model_label"] = getattr(judge, "label", "teacher")
         judge.failures = before  # calibration calls are reported here, not as eval failures
     return out
