@@ -62,6 +62,22 @@ def test_trait_question_must_state_its_situation():
     assert (q, src, why) == (fallback_question(slot, None, None), "template", "no_situation")
 
 
+def test_questions_that_point_at_the_prompt_or_ask_nothing_fall_back():
+    # seen from SmolLM2 (smoke, back-translation slots of ada-lin and tomas-reyes)
+    from kit.construct.generate import junk_reason
+    from kit.spec.persona import load_persona
+
+    assert junk_reason("What was the answer to this question? How did you know it wasn't yourself?", None,
+                       pattern="backtranslation") == "dangling_reference"
+    assert junk_reason("You can't teach a thing but the ones you love, and to be an artist is your own passion.",
+                       None, pattern="backtranslation") == "not_a_question"
+    assert junk_reason("Everyone says you gave up on the piano years ago.", None, pattern="anti_induction") is None
+    assert junk_reason("Tell me about the Fennick Swing Bridge survey.", None, pattern="ordinary") is None
+    for pid in ("ada-lin", "tomas-reyes"):  # no hand-written question trips these gates
+        spec = load_persona(REPO / "personas" / pid).spec
+        assert [g.q for g in spec.gold if junk_reason(g.q, spec, pattern=g.type)] == []
+
+
 def test_voice_answers_that_narrate_someone_else_are_rejected():
     # seen from SmolLM2 on ada-lin: a trait question answered by a third-person story
     story = "A girl from the Courier asked her how long the bridge would last after the gale."

@@ -226,8 +226,17 @@ def misses_situation(question: str, scenario: str) -> bool:
     return sum(w[:5] in low for w in words) < min(2, len(words))
 
 
+# "this question", "the passage": the teacher refers to its own prompt, which the user never saw
+_DANGLING = re.compile(r"\b(this|that|the above|the following|the) (question|passage|text|excerpt|extract|paragraph)\b"
+                       r"|\bthe answer to\b", re.I)
+_ASKS = re.compile(r"\?|^\s*(tell|describe|talk|explain|share|say|give|imagine|walk)\b", re.I)
+# patterns whose user turn must ask something (the templates ask for a question ending in "?");
+# pressure and false premises may be plain statements
+_MUST_ASK = ("ordinary", "backtranslation", "trait")
+
+
 def junk_reason(question: str, persona, examples: tuple[str, ...] = (), induction: str | None = None,
-                scenario: str | None = None) -> str | None:
+                scenario: str | None = None, pattern: str | None = None) -> str | None:
     """Why a generated question is unusable (a weak teacher copies instructions or rambles)."""
     q = (question or "").strip()
     words = q.split()
@@ -248,6 +257,10 @@ def junk_reason(question: str, persona, examples: tuple[str, ...] = (), inductio
         return "off_type"  # an identity probe that never questions who they are is not one
     if scenario and misses_situation(q, scenario):
         return "no_situation"
+    if _DANGLING.search(q):
+        return "dangling_reference"
+    if pattern in _MUST_ASK and not _ASKS.search(q):
+        return "not_a_question"
     return None
 
 
@@ -279,7 +292,7 @@ def resolve_question(slot, passage, persona, result) -> tuple[str, str, str | No
     q = str(result.get("question", "")).strip().lstrip(".-*: ").strip()
     why = junk_reason(q, persona, tuple(g.q for g in persona.gold),
                       slot["subtype"] if slot["pattern"] == "anti_induction" else None,
-                      slot["subtype"] if slot["pattern"] == "trait" else None)
+                      slot["subtype"] if slot["pattern"] == "trait" else None, slot["pattern"])
     if why:
         return fallback_question(slot, passage, persona), "template", why
     return q, "teacher", None
