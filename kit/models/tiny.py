@@ -5,7 +5,8 @@ They exist so tests and ``recipes/smoke.yaml`` exercise the real code paths
 ``tiny-llama-spm`` and ``tiny-gemma3`` use a SentencePiece tokenizer trained on the
 fly, because llama.cpp's converter rejects a made-up BPE tokenizer (its
 pre-tokenizer check only knows published ones); ``tiny-qwen2`` uses a byte-level
-BPE trained with ``tokenizers``, like the real Qwen2. ``tiny-minicpm`` is a MiniCPM checkpoint
+BPE trained with ``tokenizers``, like the real Qwen2 (``tiny-qwen2-spm``: the same layers on
+the SentencePiece vocabulary, for tests that export a GGUF). ``tiny-minicpm`` is a MiniCPM checkpoint
 (``model_type: minicpm``, µP scales, tied embeddings, SentencePiece like the real one) that
 only the kit's MiniCPM -> Llama fold (kit/models/minicpm.py) makes loadable.
 """
@@ -31,10 +32,10 @@ GEMMA = (
     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 
-TINY_MODELS = ("tiny-llama-spm", "tiny-qwen2", "tiny-gemma3", "tiny-minicpm")
+TINY_MODELS = ("tiny-llama-spm", "tiny-qwen2", "tiny-qwen2-spm", "tiny-gemma3", "tiny-minicpm")
 # Part of the cache folder name: bump it when a build changes (2: SentencePiece without a
-# prefix space), so a model cached by an older kit is rebuilt rather than trusted.
-TINY_BUILD = 2
+# prefix space; 3: six-layer tiny-gemma3), so a model cached by an older kit is rebuilt.
+TINY_BUILD = 3
 VOCAB = 512
 
 
@@ -82,6 +83,23 @@ def _spm_tokenizer(out: Path):
     return tok
 
 
+def _bpe_tokenizer():
+    """A byte-level BPE with ChatML markers, like the real Qwen2's."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(_corpus().splitlines() * 4, trainer=trainer)
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>",
+                                               pad_token="<|endoftext|>", unk_token=None)
+    tok.chat_template = CHATML
+    return tok
+
+
 def build_tiny(name: str, out: Path, seed: int = 0) -> Path:
     """Write a tiny random model + tokenizer (with chat template) into ``out``."""
     import torch
@@ -103,23 +121,19 @@ def build_tiny(name: str, out: Path, seed: int = 0) -> Path:
         tok.chat_template = GEMMA
         tok.eos_token = "<end_of_turn>"
         tok.pad_token = "<pad>"
+        # Six layers: Gemma 3's 5 local : 1 global pattern, which llama.cpp (pattern 6 for gemma3)
+        # and mlx-lm (indexes the 6th layer's cache) both assume.
         cfg = transformers.Gemma3TextConfig(vocab_size=len(tok), head_dim=16, sliding_window=64,
                                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                            pad_token_id=tok.pad_token_id, **common)
+                                            pad_token_id=tok.pad_token_id, **{**common, "num_hidden_layers": 6})
         model = transformers.Gemma3ForCausalLM(cfg)
-    elif name == "tiny-qwen2":
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-        bpe = Tokenizer(models.BPE())
-        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        bpe.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-        bpe.train_from_iterator(_corpus().splitlines() * 4, trainer=trainer)
-        tok = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>",
-                                                   pad_token="<|endoftext|>", unk_token=None)
-        tok.chat_template = CHATML
-        cfg = transformers.Qwen2Config(vocab_size=len(tok), eos_token_id=tok.eos_token_id,
+    elif name in ("tiny-qwen2", "tiny-qwen2-spm"):
+        # tiny-qwen2-spm: Qwen2 layers on the SentencePiece vocabulary. llama.cpp's converter
+        # takes a BPE vocabulary only when it knows its pre-tokenizer (by a hash of published
+        # ones), so the made-up byte-level BPE cannot become a GGUF; Qwen2's converter reads
+        # tokenizer.model first. The real Qwen2.5 BPE is one it knows.
+        tok = _bpe_tokenizer() if name == "tiny-qwen2" else _spm_tokenizer(out)
+        cfg = transformers.Qwen2Config(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                        pad_token_id=tok.pad_token_id, **common)
         model = transformers.Qwen2ForCausalLM(cfg)
     elif name == "tiny-minicpm":
@@ -139,16 +153,24 @@ MINICPM_MUP = {"scale_emb": 12, "scale_depth": 1.4, "dim_model_base": 16}  # Min
 def _build_minicpm(out: Path, common: dict) -> Path:
     """MiniCPM layout: Llama tensor names, tied embeddings, µP keys in config.json. transformers
     5 has no ``minicpm`` type, so the weights come from a tied Llama and the config is
-    rewritten; random weights mean the µP factors only change the scale, as in the real model."""
+    rewritten; random weights mean the µP factors only change the scale, as in the real model.
+
+    Weights are drawn with std 0.3 and the embedding divided by scale_emb (µP's h_0 = scale_emb * E
+    is then of the usual size): with small layers, a random *tied* model mostly scores its own
+    last input token highest and greedy decoding repeats it (a newline, forever), so DPO mining
+    found no usable negatives. Here the layers, not the embedding's self-similarity, decide."""
     import json
 
+    import torch
     import transformers
 
     tok = _spm_tokenizer(out)
     cfg = transformers.LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                    pad_token_id=tok.pad_token_id, **{**common, "tie_word_embeddings": True,
-                                                                     "num_key_value_heads": 4})
+                                                                     "num_key_value_heads": 4, "initializer_range": 0.3})
     model = transformers.LlamaForCausalLM(cfg)
+    with torch.no_grad():
+        model.get_input_embeddings().weight /= MINICPM_MUP["scale_emb"]
     model.save_pretrained(str(out), safe_serialization=True)
     tok.save_pretrained(str(out))
     data = json.loads((out / "config.json").read_text(encoding="utf-8"))
