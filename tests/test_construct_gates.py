@@ -72,6 +72,14 @@ def test_questions_that_point_at_the_prompt_or_ask_nothing_fall_back():
     assert junk_reason("You can't teach a thing but the ones you love, and to be an artist is your own passion.",
                        None, pattern="backtranslation") == "not_a_question"
     assert junk_reason("Everyone says you gave up on the piano years ago.", None, pattern="anti_induction") is None
+    from kit.construct.generate import resolve_question
+
+    slot = {"pattern": "anti_induction", "subtype": "pressure", "stage": "builder", "k": 0, "passage_id": None}
+    q, src, why = resolve_question(slot, None, _ada(), {"question": "...I'm afraid you've just answered my question, "
+                                                                   "but there's something else to consider."})
+    assert (src, why) == ("template", "fragment") and q.startswith("Everyone I know disagrees with you")
+    probe = "...Why don't you just put your trio on Spotify so people can stream the set?"
+    assert resolve_question({**slot, "subtype": "anachronism"}, None, _ada(), {"question": probe})[1] == "teacher"
     assert junk_reason("Tell me about the Fennick Swing Bridge survey.", None, pattern="ordinary") is None
     for pid in ("ada-lin", "tomas-reyes"):  # no hand-written question trips these gates
         spec = load_persona(REPO / "personas" / pid).spec

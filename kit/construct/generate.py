@@ -289,10 +289,15 @@ def resolve_question(slot, passage, persona, result) -> tuple[str, str, str | No
     """(question, source, fallback reason); source is 'teacher' or 'template'."""
     if isinstance(result, TeacherError):
         return fallback_question(slot, passage, persona), "template", "teacher_failed"
-    q = str(result.get("question", "")).strip().lstrip(".-*: ").strip()
-    why = junk_reason(q, persona, tuple(g.q for g in persona.gold),
-                      slot["subtype"] if slot["pattern"] == "anti_induction" else None,
-                      slot["subtype"] if slot["pattern"] == "trait" else None, slot["pattern"])
+    raw = str(result.get("question", "")).strip()
+    q = raw.lstrip(".-*: ").strip()
+    sub = slot["subtype"]
+    why = junk_reason(q, persona, tuple(g.q for g in persona.gold), sub if slot["pattern"] == "anti_induction" else None,
+                      sub if slot["pattern"] == "trait" else None, slot["pattern"])
+    if raw.startswith(("...", "\u2026")) and "?" not in raw:
+        # "...I'm afraid you've just answered my question, but ...": continues something unseen and
+        # asks nothing ("...Why don't you just put your trio on Spotify?" is a fine probe)
+        why = "fragment"
     if why:
         return fallback_question(slot, passage, persona), "template", why
     return q, "teacher", None
