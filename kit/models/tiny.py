@@ -5,8 +5,8 @@ They exist so tests and ``recipes/smoke.yaml`` exercise the real code paths
 ``tiny-llama-spm`` and ``tiny-gemma3`` use a SentencePiece tokenizer trained on the
 fly, because llama.cpp's converter rejects a made-up BPE tokenizer (its
 pre-tokenizer check only knows published ones); ``tiny-qwen2`` uses a byte-level
-BPE trained with ``tokenizers``, like the real Qwen2 (``tiny-qwen2-spm``: the same layers on
-the SentencePiece vocabulary, for tests that export a GGUF). ``tiny-minicpm`` is a MiniCPM checkpoint
+BPE trained with ``tokenizers``, like the real Qwen2 (so it cannot be exported to GGUF).
+``tiny-minicpm`` is a MiniCPM checkpoint
 (``model_type: minicpm``, µP scales, tied embeddings, SentencePiece like the real one) that
 only the kit's MiniCPM -> Llama fold (kit/models/minicpm.py) makes loadable.
 """
@@ -32,9 +32,9 @@ GEMMA = (
     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 
-TINY_MODELS = ("tiny-llama-spm", "tiny-qwen2", "tiny-qwen2-spm", "tiny-gemma3", "tiny-minicpm")
+TINY_MODELS = ("tiny-llama-spm", "tiny-qwen2", "tiny-gemma3", "tiny-minicpm")
 # Part of the cache folder name: bump it when a build changes (2: SentencePiece without a
-# prefix space; 3: six-layer tiny-gemma3), so a model cached by an older kit is rebuilt.
+# prefix space; 3: tiny-gemma3 with six layers and query_pre_attn_scalar), so a model cached by an older kit is rebuilt.
 TINY_BUILD = 3
 VOCAB = 512
 
@@ -122,18 +122,15 @@ def build_tiny(name: str, out: Path, seed: int = 0) -> Path:
         tok.eos_token = "<end_of_turn>"
         tok.pad_token = "<pad>"
         # Six layers: Gemma 3's 5 local : 1 global pattern, which llama.cpp (pattern 6 for gemma3)
-        # and mlx-lm (indexes the 6th layer's cache) both assume.
-        cfg = transformers.Gemma3TextConfig(vocab_size=len(tok), head_dim=16, sliding_window=64,
+        # and mlx-lm (indexes the 6th layer's cache) both assume. query_pre_attn_scalar = head_dim
+        # as in Gemma 3 1B: llama.cpp scales by 1/sqrt(head_dim) (f16 top-1 0.25 with HF's default 256).
+        cfg = transformers.Gemma3TextConfig(vocab_size=len(tok), head_dim=16, query_pre_attn_scalar=16, sliding_window=64,
                                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                             pad_token_id=tok.pad_token_id, **{**common, "num_hidden_layers": 6})
         model = transformers.Gemma3ForCausalLM(cfg)
-    elif name in ("tiny-qwen2", "tiny-qwen2-spm"):
-        # tiny-qwen2-spm: Qwen2 layers on the SentencePiece vocabulary. llama.cpp's converter
-        # takes a BPE vocabulary only when it knows its pre-tokenizer (by a hash of published
-        # ones), so the made-up byte-level BPE cannot become a GGUF; Qwen2's converter reads
-        # tokenizer.model first. The real Qwen2.5 BPE is one it knows.
-        tok = _bpe_tokenizer() if name == "tiny-qwen2" else _spm_tokenizer(out)
-        cfg = transformers.Qwen2Config(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    elif name == "tiny-qwen2":
+        tok = _bpe_tokenizer()
+        cfg = transformers.Qwen2Config(vocab_size=len(tok), eos_token_id=tok.eos_token_id,
                                        pad_token_id=tok.pad_token_id, **common)
         model = transformers.Qwen2ForCausalLM(cfg)
     elif name == "tiny-minicpm":
