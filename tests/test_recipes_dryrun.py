@@ -39,7 +39,8 @@ SMOKE = ["train.max_steps=2", "train.max_seq_len=2048", "train.batch_size=2", "t
          "eval.ipip_items=10", "eval.ipip_variants=1", "eval.max_questions=2", "eval.paraphrases=2",
          "eval.distinct_questions=2", "eval.gen_max_tokens=8", "eval.judge=heuristic",
          "export.parity_prompts=3", "export.min_top1_f16=0.99", "export.verify_questions=1",
-         "export.lora_gguf=false", "teacher={kind: scripted}", "dpo.negatives=[base_brief, sft_other_stage]"]
+         "export.lora_gguf=false", "teacher={kind: scripted}", "dpo.negatives=[base_brief, sft_other_stage]",
+         "construct.retriever=bm25", "construct.min_relevance=0"]  # no MiniLM load in construct
 
 RECIPES = {  # recipe -> (tiny model of the same family, swaps the CPU needs)
     "minicpm-2b-unsloth.yaml": ("tiny-minicpm", ["train.backend=trl", "train.load_in_4bit=false"]),
