@@ -35,7 +35,8 @@ def test_real_teacher_small_construction(tmp_path):
         "name": "real", "persona": str(persona),
         "teacher": {"kind": "llamacpp", "model": "smollm2-135m-instruct", "n_ctx": 2048, "n_threads": 1,
                     "sampling": {"temperature": 0.7, "max_tokens": 64}, "retries": 1},
-        "construct": {"max_passages": 3, "patterns": {"ordinary": 1, "opinion": 1, "anti_induction": 1},
+        "construct": {"max_passages": 3, "patterns": {"ordinary": 1, "opinion": 1, "anti_induction": 1,
+                                                                "backtranslation": 0, "trait_with_sources": 0},
                       "retriever": "bm25", "knowledge_words": 90, "style_words": 40, "few_shot": 1,
                       "passage_words": 90},
         "train": {"backend": "trl", "model": "tiny-llama-spm"}}), encoding="utf-8")
@@ -45,9 +46,10 @@ def test_real_teacher_small_construction(tmp_path):
     recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     stages = {s.id for s in lp.spec.stages}
     # every pattern and every stage is annotated by the real teacher
-    assert {r["pattern"] for r in recs} == {"ordinary", "opinion", "anti_induction"}
+    # (plus whatever construct adds so every stance and an anachronism probe is present)
+    assert {r["pattern"] for r in recs} >= {"ordinary", "opinion", "anti_induction"}
     assert {r["stage"] for r in recs} == stages
-    assert m["teacher_stats"]["calls"] >= 12 and m["counts"]["slots"] == 6
+    assert m["teacher_stats"]["calls"] >= 12 and m["counts"]["slots"] >= 6
     assert all(r["response"] for r in recs)
     fb = sum(m["counts"]["question_fallbacks"].values())
     assert fb == sum(r["question_source"] == "template" for r in recs)  # never silent

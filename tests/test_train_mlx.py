@@ -42,7 +42,7 @@ def test_sft_and_dpo_via_cli(mlx_run):
     assert len(losses) == 30
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.1, losses
     man = json.loads((run / "dpo" / "manifest.json").read_text())
-    assert man["counts"]["total"] > 0 and man["counts"]["wrong_stage"] > 0
+    assert man["counts"]["total"] > 0  # same-prompt negatives by default (#16): sources vary
     assert man["metrics"]["reward_accuracy"] > 0.5 and man["metrics"]["reward_margin"] > 0
     assert man["peak_rss_mb"] > 0
     dlosses = [r["loss"] for r in read_jsonl(run / "dpo" / "metrics.jsonl") if "loss" in r]
