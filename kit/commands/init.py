@@ -79,6 +79,11 @@ construct:
   style_words: 150
   system_prompt: brief   # the model learns the persona; a ~40-token prompt at chat time
   few_shot: 2
+  # The embedded 135M teacher writes few answers the quality gates keep; training then rests on
+  # your gold answers and back-translated rows (construct/manifest.json reports the rates). With a
+  # stronger teacher, delete these two lines so a bad run stops instead of training on too little.
+  max_reject_rate: 1.0
+  max_fallback_rate: 1.0
 # The student. On a GPU use a bigger base and more steps, e.g.
 #   train: {{backend: unsloth, model: openbmb/MiniCPM-2B-sft-bf16, load_in_4bit: true, max_steps: 600}}
 #   (or backend: trl, model: Qwen/Qwen2.5-1.5B-Instruct; backend: mlx on Apple silicon)
