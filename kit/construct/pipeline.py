@@ -96,15 +96,7 @@ def run_construct(loaded, lp, run, *, force: bool = False, console=None) -> dict
         fallbacks = Counter(r["question_issue"] for r in records if r.get("question_source") == "template")
         rates = _check_rates(cfg, slots, records, drops, fallbacks)
         drops.update({f"teacher_{k}": v for k, v in faults.items()})
-        train_recs, test_recs = stratified_split(kept, cfg.test_fraction, cfg.seed)
-        if cfg.include_gold:
-            train_recs += [gold_record(persona, g) for g in gold_train]
-        test_recs += [gold_record(persona, g) for g in gold_test]
-        kw = {"style": cfg.prompt_style(), "train_on_cot": cfg.train_on_cot}
-        train = [to_row(persona, r, **kw) for r in train_recs]
-        test = [to_row(persona, r, **{**kw, "train_on_cot": False}) for r in test_recs]
-        write_jsonl(out / "train.jsonl", train)
-        write_jsonl(out / "test.jsonl", test)
+        train, test = _write_rows(out, persona, cfg, kept, gold_train, gold_test)
         counts = {**_counts(persona, slots, records, kept, train, test, drops, fallbacks),
                   "gates": dict(gates), "rates": rates}
         teacher_info = {k: v for k, v in loaded.spec.teacher.model_dump(mode="json").items()}
@@ -116,6 +108,21 @@ def run_construct(loaded, lp, run, *, force: bool = False, console=None) -> dict
                             retriever=retriever.mode, templates=sorted(templates()), peak_rss_mb=peak_rss_mb())
     finally:
         teacher.close()
+
+
+def _write_rows(out: Path, persona, cfg, kept, gold_train, gold_test) -> tuple[list, list]:
+    """Split the kept records, add the gold demonstrations (train) and gold eval items (test),
+    and write both as SFT rows."""
+    train_recs, test_recs = stratified_split(kept, cfg.test_fraction, cfg.seed)
+    if cfg.include_gold:
+        train_recs += [gold_record(persona, g) for g in gold_train]
+    test_recs += [gold_record(persona, g) for g in gold_test]
+    kw = {"style": cfg.prompt_style(), "train_on_cot": cfg.train_on_cot}
+    train = [to_row(persona, r, **kw) for r in train_recs]
+    test = [to_row(persona, r, **{**kw, "train_on_cot": False}) for r in test_recs]
+    write_jsonl(out / "train.jsonl", train)
+    write_jsonl(out / "test.jsonl", test)
+    return train, test
 
 
 _SLOT_KEYS = ("id", "order", "pattern", "subtype", "pressure", "stage", "stage_index", "stage_end", "kind",

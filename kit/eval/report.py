@@ -127,33 +127,11 @@ def plots(out_dir: Path, results: dict) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import math
-
-    import matplotlib.pyplot as plt
-
     vs = results["variants"]
     written = []
     bf_any = [n for n in vs if (vs[n].get("big_five") or {}).get("summary")]
     if bf_any:
-        ang = [2 * math.pi * i / 5 for i in range(5)] + [0]
-        fig = plt.figure(figsize=(4.2, 4.2), dpi=90)
-        ax = fig.add_subplot(111, polar=True)
-        tgt = vs[bf_any[0]]["big_five"].get("target")
-        if tgt:
-            vals = [tgt[t] for t in TRAITS]
-            ax.plot(ang, vals + vals[:1], "k--", lw=2, label="target")
-        for n in bf_any:
-            s = vs[n]["big_five"]["summary"]["expected"]
-            vals = [s[t]["mean"] or 0 for t in TRAITS]
-            ax.plot(ang, vals + vals[:1], lw=1.5, label=n)
-            ax.fill(ang, vals + vals[:1], alpha=0.08)
-        ax.set_xticks(ang[:-1], [TRAIT_NAMES[t].capitalize() for t in TRAITS], fontsize=8)
-        ax.set_ylim(1, 5)
-        ax.legend(loc="lower right", bbox_to_anchor=(1.25, -0.1), fontsize=8)
-        ax.set_title("Big Five (IPIP-NEO-120)", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(out_dir / "big_five_radar.png")
-        plt.close(fig)
+        _radar(out_dir / "big_five_radar.png", vs, bf_any)
         written.append("big_five_radar.png")
     metrics_ = [("induction", lambda r: r.get("induction")), ("knowledge", lambda r: r.get("knowledge")),
                 ("consistency", lambda r: (r.get("consistency") or {}).get("embedding")),
@@ -164,28 +142,60 @@ def plots(out_dir: Path, results: dict) -> list[str]:
              [(k, (lambda kk: lambda r: ((r.get("distinctiveness") or {}).get(kk) or {}).get("cosine"))(k))
               for k in ("intra", "cross_stage", "inter_persona")],
              "Answer similarity (cosine): intra vs cross-stage vs inter-persona")):
-        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=90)
-        width = 0.8 / max(1, len(vs))
-        for i, n in enumerate(vs):
-            xs, ys, lo, hi = [], [], [], []
-            for j, (_, get) in enumerate(groups):
-                d = get(vs[n]) or {}
-                if d.get("mean") is None:
-                    continue
-                xs.append(j + i * width)
-                ys.append(d["mean"])
-                lo.append(d["mean"] - d["lo"])
-                hi.append(d["hi"] - d["mean"])
-            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=n)
-        ax.set_xticks([j + width * (len(vs) - 1) / 2 for j in range(len(groups))], [g for g, _ in groups])
-        ax.set_ylim(0, 1.05)
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / fname)
-        plt.close(fig)
+        _bars(out_dir / fname, vs, groups, title)
         written.append(fname)
     return written
+
+
+def _radar(path: Path, vs: dict, names: list[str]) -> None:
+    import math
+
+    import matplotlib.pyplot as plt
+
+    ang = [2 * math.pi * i / 5 for i in range(5)] + [0]
+    fig = plt.figure(figsize=(4.2, 4.2), dpi=90)
+    ax = fig.add_subplot(111, polar=True)
+    tgt = vs[names[0]]["big_five"].get("target")
+    if tgt:
+        vals = [tgt[t] for t in TRAITS]
+        ax.plot(ang, vals + vals[:1], "k--", lw=2, label="target")
+    for n in names:
+        s = vs[n]["big_five"]["summary"]["expected"]
+        vals = [s[t]["mean"] or 0 for t in TRAITS]
+        ax.plot(ang, vals + vals[:1], lw=1.5, label=n)
+        ax.fill(ang, vals + vals[:1], alpha=0.08)
+    ax.set_xticks(ang[:-1], [TRAIT_NAMES[t].capitalize() for t in TRAITS], fontsize=8)
+    ax.set_ylim(1, 5)
+    ax.legend(loc="lower right", bbox_to_anchor=(1.25, -0.1), fontsize=8)
+    ax.set_title("Big Five (IPIP-NEO-120)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _bars(path: Path, vs: dict, groups: list, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=90)
+    width = 0.8 / max(1, len(vs))
+    for i, n in enumerate(vs):
+        xs, ys, lo, hi = [], [], [], []
+        for j, (_, get) in enumerate(groups):
+            d = get(vs[n]) or {}
+            if d.get("mean") is None:
+                continue
+            xs.append(j + i * width)
+            ys.append(d["mean"])
+            lo.append(d["mean"] - d["lo"])
+            hi.append(d["hi"] - d["mean"])
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=n)
+    ax.set_xticks([j + width * (len(vs) - 1) / 2 for j in range(len(groups))], [g for g, _ in groups])
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def write_outputs(out_dir: Path, results: dict, rows: list[dict], persona) -> None:
