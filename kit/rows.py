@@ -79,7 +79,7 @@ def read_pairs(path: Path) -> list[dict]:
         out.append({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]})
     if not out:
         raise KitError("no preference pairs were mined", where=path,
-                       fix="enable more dpo.sources or add dpo.contrast_personas")
+                       fix="enable more dpo.negatives or add dpo.contrast_personas")
     return out
 
 
