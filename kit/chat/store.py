@@ -10,7 +10,6 @@ sent to a model.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -44,15 +43,10 @@ CREATE INDEX IF NOT EXISTS messages_conv ON messages(conv_id, id);
 
 
 def data_dir() -> Path:
-    """The kit's user data folder: $PERSKIT_HOME if set (tests point it at a tmp dir), else the
-    platform's (platformdirs: $XDG_DATA_HOME/perskit or ~/.local/share/perskit on Linux,
-    ~/Library/Application Support/perskit on macOS, %LOCALAPPDATA%\\perskit on Windows)."""
-    home = os.environ.get("PERSKIT_HOME")
-    if home:
-        return Path(home).expanduser()
-    from platformdirs import user_data_path
+    """The kit's user data folder (``kit.home.data_home``: $PERSKIT_HOME, else platformdirs)."""
+    from kit.home import data_home
 
-    return user_data_path("perskit", appauthor=False)
+    return data_home()
 
 
 @dataclass
