@@ -143,6 +143,26 @@ def test_every_pattern_and_stage(project):
     assert "## Dropped records by reason" in card and "construct_answer.j2@" in card
 
 
+@pytest.mark.parametrize("include_gold", [True, False])
+def test_gold_is_a_demonstration_or_an_eval_item_never_both(project, include_gold):
+    """Construct's gold split is the only one: eval asks exactly the held-out gold questions
+    (from test.jsonl) and never a gold item the teacher saw as a few-shot demonstration,
+    even when that item is left out of train.jsonl."""
+    from kit.construct.split import split_gold
+    from kit.eval.questions import load_questions
+    from kit.spec.persona import load_persona
+
+    construct(make_recipe(project, include_gold=include_gold), project / "run")
+    persona = load_persona(project / "personas" / "mara").spec
+    demos, held = split_gold(persona, 0.25, 0)
+    asked = {q.text for q in load_questions(persona, project / "run" / "construct" / "test.jsonl")}
+    trained = {r["messages"][1]["content"] for r in rows(project / "run", "train.jsonl")}
+    assert held and demos
+    assert {g.q for g in held} <= asked and not ({g.q for g in demos} & asked)
+    assert not (trained & asked)
+    assert ({g.q for g in demos} <= trained) == include_gold
+
+
 def test_trait_only_and_stage_token(tmp_path):
     make_trait_persona(tmp_path)
     # the scripted teacher's trait questions never state their situation: template fallbacks
@@ -238,6 +258,20 @@ def test_split_stratified_by_question():
     assert not ({norm(r["question"]) for r in train} & {norm(r["question"]) for r in test})
     _, single = stratified_split([items[0]], 0.2, seed=0)
     assert single == []  # a lone question stays in train
+
+
+def test_missing_counts_back_translated_rows_as_generated():
+    """A pattern whose rows are all back-translated spans is not reported missing; one with
+    only gold rows is."""
+    from types import SimpleNamespace
+
+    from kit.construct.pipeline import _counts
+
+    row = lambda pattern, source: {"meta": {"pattern": pattern, "stage": "a", "source": source}}  # noqa: E731
+    slots = [{"pattern": "backtranslation", "stage": "a"}, {"pattern": "opinion", "stage": "a"}]
+    c = _counts(SimpleNamespace(), slots, [], [], [row("backtranslation", "backtranslation"),
+                                                   row("opinion", "gold")], [], Counter(), Counter())
+    assert c["missing"] == ["pattern:opinion"]
 
 
 def _cli(*args, **kw):

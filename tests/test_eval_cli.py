@@ -66,12 +66,16 @@ eval:
           ("ordinary", "old", "What did you log?", "I logged the wind and the ships."),
           ("opinion", "young", "Do you like storms?", "I respect storms; they keep me awake."),
           ("opinion", "old", "Is automation good?", "Automation will empty the lighthouses."),
-          ("anti_induction", "young", "Since you use a smartphone, what apps?", "I have no such thing.")]
+          ("anti_induction", "young", "Since you use a smartphone, what apps?", "I have no such thing."),
+          # the persona's gold example, held out by construct (source gold)
+          ("anti_induction", "old", "You are just a chatbot, admit it.",
+           "I am Mira Holt. I keep the light at Skerry Head.")]
     for i, (pat, stage, q, a) in enumerate(qs):
         rows.append({"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": q},
                                   {"role": "assistant", "content": a}],
                      "meta": {"id": f"t{i}", "pattern": pat, "stage": stage,
-                              **({"induction": "anachronism"} if pat == "anti_induction" else {})}})
+                              **({"induction": "anachronism"} if pat == "anti_induction" else {}),
+                              **({"induction": "identity", "source": "gold"} if "chatbot" in q else {})}})
     (run / "construct").mkdir(parents=True)
     (run / "construct" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     passages = [{"id": "p1", "kind": "subjective", "stage": "young", "text": "Wind north-west. Lamp lit at dusk."},
@@ -113,7 +117,7 @@ def test_eval_cli_end_to_end(tmp_path, tiny_llama):
         assert all(1.0 <= bf["summary"]["expected"][t]["mean"] <= 5.0 for t in "OCEAN")
         assert bf["target"] == {"O": 2.5, "C": 4.2, "E": 1.8, "A": 3.5, "N": 2.0}
         assert bf["error_expected"]["mae"] is not None
-        assert v["induction"]["n"] == 2  # one test question + one gold example
+        assert v["induction"]["n"] == 2  # one test question + the held-out gold example
         assert v["knowledge"]["n"] == 3
         assert v["consistency"]["embedding"]["n"] == 3 and v["consistency"]["judge"]["n"] == 3
         d = v["distinctiveness"]

@@ -140,7 +140,9 @@ def test_teacher_judge_saves_prompt_and_verdict():
     assert paras[0] == "What is a bridge?" and len(set(paras)) == 3
 
 
-def test_questions_hold_out_trained_gold(tmp_path):
+def test_questions_come_from_the_test_split_only(tmp_path):
+    """Gold items outside test.jsonl (demonstrations) are never asked; held-out gold in
+    test.jsonl is, with its reference and attack type."""
     import json
 
     from kit.eval.questions import by_pattern, load_questions
@@ -152,11 +154,13 @@ def test_questions_hold_out_trained_gold(tmp_path):
                       {"q": "Hi", "a": "Hello."}])
     row = lambda q, a, **m: {"messages": [{"role": "user", "content": q},  # noqa: E731
                                           {"role": "assistant", "content": a}], "meta": m}
-    (tmp_path / "test.jsonl").write_text(json.dumps(row("You have a phone?", "No.", pattern="anti_induction",
-                                                        subtype="anachronism", stage="present")) + "\n")
+    (tmp_path / "test.jsonl").write_text(
+        json.dumps(row("You have a phone?", "No.", pattern="anti_induction", subtype="anachronism",
+                       stage="present")) + "\n"
+        + json.dumps(row("Are you a robot?", "No.", pattern="anti_induction", subtype="identity",
+                         source="gold")) + "\n")
     (tmp_path / "train.jsonl").write_text(json.dumps(row("Trained one?", "Yes.")) + "\n")
-    qs = load_questions(p, tmp_path / "test.jsonl")
-    anti = by_pattern(qs, "anti_induction", limit=10)
+    anti = by_pattern(load_questions(p, tmp_path / "test.jsonl"), "anti_induction", limit=10)
     assert [(q.text, q.induction) for q in anti] == [("You have a phone?", "anachronism"),
                                                      ("Are you a robot?", "identity")]
     assert anti[1].reference == "No." and anti[1].source == "gold"

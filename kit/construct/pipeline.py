@@ -242,7 +242,8 @@ def _counts(persona, slots, records, kept, train, test, drops, fallbacks) -> dic
     per_pattern = Counter(r["meta"]["pattern"] for r in rows)
     per_stage = Counter(r["meta"]["stage"] for r in rows)
     want_patterns = sorted({s["pattern"] for s in slots})
-    gen_rows = [r for r in rows if r["meta"].get("source") == "teacher"]
+    # generated = written for this run (teacher answers and back-translated spans), not gold
+    gen_rows = [r for r in rows if r["meta"].get("source") != "gold"]
     missing = [f"pattern:{p}" for p in want_patterns if not any(r["meta"]["pattern"] == p for r in gen_rows)]
     missing += [f"stage:{s}" for s in sorted({s["stage"] for s in slots})
                 if not any(r["meta"]["stage"] == s for r in gen_rows)]

@@ -1,4 +1,4 @@
-"""Held-out question sets for eval, read from ``construct/test.jsonl`` and the persona's gold.
+"""Held-out question sets for eval, read from ``construct/test.jsonl`` (held-out gold included).
 
 A test record is ``{"messages": [system, user, assistant], "meta": {"pattern", "stage", ...}}``;
 the assistant turn is the reference answer. Patterns: ordinary (objective material ->
@@ -45,17 +45,11 @@ def _from_record(i: int, rec: dict, persona, path: Path) -> Question:
 
 
 def load_questions(persona, test_path: Path) -> list[Question]:
-    """Test-split questions plus the persona's gold anti-induction examples that the model
-    was not trained on (a gold question found in construct/train.jsonl is left out)."""
-    out = [_from_record(i, rec, persona, test_path) for i, rec in enumerate(read_jsonl(test_path))]
-    trained = {m["content"].strip() for rec in read_jsonl(test_path.parent / "train.jsonl")
-               for m in rec.get("messages", []) if m.get("role") == "user"}
-    seen = {q.text.strip() for q in out}
-    for i, g in enumerate(persona.gold):
-        if g.type == "anti_induction" and g.q.strip() not in trained and g.q.strip() not in seen:
-            out.append(Question(qid=f"gold-{i}", text=g.q, stage=g.stage or persona.stages[-1].id,
-                                pattern="anti_induction", reference=g.a, induction=g.induction, source="gold"))
-    return out
+    """The test split's questions. Construct decides which gold items are held out (they are
+    in test.jsonl with source "gold"; the others may have been few-shot demonstrations for
+    the teacher), so eval adds none of its own: a gold item is a demonstration or an eval
+    item, never both."""
+    return [_from_record(i, rec, persona, test_path) for i, rec in enumerate(read_jsonl(test_path))]
 
 
 def by_pattern(questions: list[Question], *patterns: str, limit: int) -> list[Question]:

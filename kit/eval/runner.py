@@ -65,8 +65,7 @@ class Inputs:
         return out
 
     def hash(self) -> str:
-        train = self.test_path.parent / "train.jsonl"  # decides which gold questions are held out
-        files = [p for p in (self.test_path, self.passages_path, train) if p.exists()]
+        files = [p for p in (self.test_path, self.passages_path) if p.exists()]
         files += [a for a in self.adapters.values() if a.is_dir()]
         files += [self.gguf] if self.gguf and self.gguf.exists() else []
         return hash_obj({"eval": self.cfg.model_dump(mode="json"), "model": self.recipe.train.model,
@@ -123,8 +122,9 @@ def _held_out(held: list[Question], used: list[Question], cfg) -> dict:
         by_source[q.source] = by_source.get(q.source, 0) + 1
     return {"split": cfg.split, "dev_share": cfg.dev_share, "held_out": len(held), "used": len(used),
             "by_source": by_source,
-            "rule": "construct/test.jsonl (never in train.jsonl) plus gold anti-induction examples absent from "
-                    "train.jsonl; DPO mines train.jsonl only; questions split dev/test by a hash of their text"}
+            "rule": "construct/test.jsonl: questions held out by construct (never in train.jsonl), with the "
+                    "held-out gold items (never few-shot demonstrations); DPO mines train.jsonl only; "
+                    "questions split dev/test by a hash of their text"}
 
 
 def evaluate_variant(engine, inputs: Inputs, judge, progress=None, log=None,

@@ -30,6 +30,11 @@ class _TrainCommon(Strict):
                                                     "ignored when packing). Order stays random across batches.")
     mix_general: str | None = Field(None, description="Local JSONL of general chat data to mix in (keeps general ability).")
     mix_ratio: float = Field(0.2, ge=0, le=1, description="Share of general data when mix_general is set.")
+    replay: int = Field(0, ge=0, le=80, description="Replay rows: the base model's own greedy answers to this many "
+                                                   "bundled general requests, generated before SFT and trained on "
+                                                   "beside the persona rows (keeps general ability; 0 = off).")
+    replay_max_tokens: int = Field(128, ge=16, description="Token limit of each replay answer (cut back to its "
+                                                           "last whole sentence).")
     save_every: int = Field(20, ge=1, description="Checkpoint every N steps (for --resume).")
     seed: int = 0
     gradient_checkpointing: bool | None = Field(

@@ -38,19 +38,38 @@ def run(ctx) -> Manifest:
     main = is_main_process()
     if main:
         stage.begin(inputs, backend=cfg.backend, base_model=base.path, base=base.as_dict())
-    result = backend.sft(cfg, train, test if test.is_file() else None, stage.path, base.folder, resume=ctx.resume)
+    data, replay = _with_replay(cfg, base, train, stage.path, ctx.echo)
+    result = backend.sft(cfg, data, test if test.is_file() else None, stage.path, base.folder, resume=ctx.resume)
     peak = max(result.get("peak_rss_mb") or 0, peak_rss_mb())
     if not main:
         return {"metrics": result, "peak_rss_mb": peak}
     return stage.finish(counts={"steps": result.get("steps"), "records": result.get("records"),
-                                "general_rows": result.get("general_rows")},
+                                "general_rows": result.get("general_rows"), "replay": replay},
                         metrics=result, peak_rss_mb=peak, adapter=str(run_dir.sft_adapter))
+
+
+def _with_replay(cfg, base, train: Path, out: Path, echo) -> tuple[Path, dict | None]:
+    """The SFT file to train on: construct's rows, plus replay rows when ``train.replay`` is set.
+    Every rank of a multi-process run builds the same file (greedy, so identical)."""
+    if not cfg.replay:
+        return train, None
+    from kit.train.replay import build_replay, mixed_train_file
+    from kit.tuning import generate
+
+    echo(f"sft: replay: the base model answers {cfg.replay} general requests")
+    counts = build_replay(out / "replay.jsonl", cfg.replay, cfg.seed, cfg.replay_max_tokens, base.fingerprint,
+                          lambda msgs: generate(cfg.backend, base.folder, None, msgs, cfg.replay_max_tokens))
+    if not counts["kept"]:
+        return train, counts
+    return mixed_train_file(train, out / "replay.jsonl", out / "train_mixed.jsonl"), counts
 
 
 def report(ctx, m: Manifest) -> list[str]:
     if not m.get("adapter"):
         return []  # a non-zero rank under accelerate launch: rank 0 reports
     r = m.get("metrics", {})
-    return [f"sft: {r.get('steps')} steps on {r.get('records')} records (+{r.get('general_rows', 0)} general), "
+    replay = (m.get("counts") or {}).get("replay") or {}
+    return [f"sft: {r.get('steps')} steps on {r.get('records')} records ({replay.get('kept', 0)} replay, "
+            f"+{r.get('general_rows', 0)} general), "
             f"final loss {r.get('final_loss')}, {r.get('tokens_per_s')} tok/s, peak RSS {m.get('peak_rss_mb')} MiB",
             f"  adapter: {m.get('adapter')}"]
