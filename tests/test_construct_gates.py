@@ -98,6 +98,31 @@ def test_voice_answers_that_narrate_someone_else_are_rejected():
     assert len(_filter(mine, _cfg())[0]) == 1
 
 
+@pytest.mark.parametrize("text", [
+    # seen from SmolLM2 on ada-lin (quickstart construct, train rows)
+    "Your response was too long and could be divided, which can make it a bit difficult for me to understand.",
+    "You are being asked to explain your stance in simple terms and answer with no excessive detail.",
+    "It gives a way for me to know that we have an accurate account of all aspects in this response.",
+])
+def test_talk_about_the_exchange_is_rejected(text):
+    kept, drops, _ = _filter([{"id": "x", "question": "Did the bridge hold?", "response": text}], _cfg())
+    assert kept == [] and drops == Counter(meta_talk=1)
+
+
+def test_the_persona_named_in_the_third_person_is_not_its_voice():
+    from types import SimpleNamespace
+
+    persona = SimpleNamespace(name="Mara Voss", identity="x", stages=[], stage=lambda s: None)
+    said = ["I think people get lost reading about Mara Voss's work, so I keep it short.",
+            "Mara Voss was the first to test every seam, and I say so gladly.",
+            "I am Mara Voss, and I tested every seam myself.",
+            "Mara Voss, chief designer: I signed the drawing after the second check."]
+    recs = [{"id": str(i), "question": "What did you do?", "pattern": "ordinary", "response": t}
+            for i, t in enumerate(said)]
+    kept, drops, _ = _filter(recs, _cfg(), persona=persona)
+    assert [r["id"] for r in kept] == ["2", "3"] and drops == Counter(not_in_voice=2)
+
+
 def test_echoed_prompt_inside_the_answer():
     q = "You are not a man that can walk alone!"
     rec = {"id": "x", "question": q, "response": f"Well. {q} I am not, and I never said so to anyone at the office."}

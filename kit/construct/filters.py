@@ -31,6 +31,14 @@ _DEBRIS = re.compile(
     r"|\b(your|the) (response|answer|reply) (should|must)\b|\(the (answer|response|question)\b"
     r"|\b(finish|end|complete|stop) (your|the|this) (response|answer|reply)\b"
     r"|\bthis (message|text|answer|response) (has been|was) (processed|generated|written|produced)\b)", re.I | re.M)
+# Talk about the exchange instead of an answer in it (seen from SmolLM2 on ada-lin, quickstart
+# construct: "Your response was too long and could be divided...", "You are being asked to
+# explain your stance... with no excessive detail", "...an accurate account of all aspects
+# in this response"): the teacher answering its own instructions.
+_META = re.compile(
+    r"\b(your|this) (response|reply)\b|\bin this (answer|response|reply|conversation)\b"
+    r"|\byou are being asked\b|\bexcessive detail\b|\btoo long and\b|\bcould be (divided|split|shortened)\b"
+    r"|\byour (narrative|prompt|instructions?)\b|\bthe (prompt|instructions?) (says?|asks?)\b", re.I)
 _FIRST = re.compile(r"\b(i|i'm|i've|i'd|i'll|me|my|mine|myself|we|us|our)\b", re.I)
 _THIRD = re.compile(r"\b(she|her|hers|herself|he|him|his|himself)\b", re.I)
 # patterns whose answer is the persona's own view or reaction: one that never says "I"/"we" but
@@ -43,6 +51,15 @@ _FACT = re.compile(r"\b(\d[\d,.]*\d|\d)\b|(?<=[a-z,;] )([A-Z][a-z]{2,}(?: [A-Z][
 def debris_reason(text: str) -> str | None:
     """'debris' when template debris is in the text (shared by question and answer gates)."""
     return "debris" if _DEBRIS.search(text or "") else None
+
+
+def third_person_self(text: str, name: str | None) -> bool:
+    """The answer speaks of the persona by full name ("Ada Lin's work", "Ada Lin was"): a
+    narration about them, not their own voice. "I am Ada Lin" and "Ada Lin, engineer" pass."""
+    if not name or len(name.split()) < 2:
+        return False
+    return bool(re.search(re.escape(name) + r"(?:'s|’s|\s+(?:is|was|has|had|did|does|would|will|said|says)\b)",
+                          text, re.I))
 
 
 def identity_break(text: str) -> bool:
@@ -115,8 +132,8 @@ def unsupported_share(response: str, support: str) -> float | None:
 
 
 def candidate_reason(rec: dict, cand: dict, cfg, language: str, support: str | None,
-                     relevance: float | None) -> str | None:
-    """The first gate a candidate answer fails, or None."""
+                     relevance: float | None, name: str | None = None) -> str | None:
+    """The first gate a candidate answer fails, or None (``name``: the persona's full name)."""
     r = {**rec, "response": cand.get("response")}
     reason = structure_problem(r)
     if reason:
@@ -125,13 +142,15 @@ def candidate_reason(rec: dict, cand: dict, cfg, language: str, support: str | N
     n = len(text.split())
     checks = (
         ("debris", lambda: debris_reason(text)),
+        ("meta_talk", lambda: bool(_META.search(text))),
         ("too_short", lambda: n < cfg.min_answer_words),
         ("too_long", lambda: n > cfg.max_answer_words),
         ("language", lambda: not language_ok(text, language)),
         ("repetitive", lambda: repetitive(text)),
         ("echoes_question", lambda: echoes(q, text)),
         ("identity_break", lambda: identity_break(text)),
-        ("not_in_voice", lambda: rec.get("pattern") in _VOICE and not _FIRST.search(text) and bool(_THIRD.search(text))),
+        ("not_in_voice", lambda: (rec.get("pattern") in _VOICE and not _FIRST.search(text)
+                                  and bool(_THIRD.search(text))) or third_person_self(text, name)),
         ("knows_later", lambda: rec.get("pattern") != "backtranslation" and knows_later(text, rec)),
         ("unsupported", lambda: support is not None and (unsupported_share(text, support) or 0) > cfg.max_unsupported),
         ("off_topic", lambda: relevance is not None and relevance < cfg.min_relevance),
@@ -177,7 +196,8 @@ def candidate_reasons(records: list[dict], cfg, language: str, retriever, person
     out = []
     for rec, rels in zip(records, _relevances(records, cfg)):
         support = _support(rec, by_id, persona)
-        out.append([(candidate_reason(rec, c, cfg, language, support, rel), rel)
+        name = getattr(persona, "name", None)
+        out.append([(candidate_reason(rec, c, cfg, language, support, rel, name), rel)
                     for c, rel in zip(candidates(rec), rels)])
     return out
 
