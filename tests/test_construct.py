@@ -163,6 +163,29 @@ def test_gold_is_a_demonstration_or_an_eval_item_never_both(project, include_gol
     assert ({g.q for g in demos} <= trained) == include_gold
 
 
+def test_rejected_test_side_questions_become_reference_free_probes(project):
+    """A held-out question whose answer failed a gate stays held out, as a probe without a
+    reference: eval's induction/consistency use it, knowledge never does, training never sees it."""
+    from kit.eval.questions import by_pattern, load_questions
+    from kit.spec.persona import load_persona
+
+    m = construct(make_recipe(project, min_answer_words=500, max_reject_rate=1.0, max_fallback_rate=1.0),
+                  project / "run")
+    probes = rows(project / "run", "probes.jsonl")
+    assert m["counts"]["probes"] == len(probes) > 0
+    assert all([x["role"] for x in p["messages"]] == ["system", "user"] and p["meta"]["source"] == "probe"
+               for p in probes)
+    train = rows(project / "run", "train.jsonl")
+    assert all(r["meta"]["source"] == "gold" for r in train)  # every teacher answer was too short
+    trained = {r["messages"][1]["content"] for r in train}
+    assert not trained & {p["messages"][1]["content"] for p in probes}
+    persona = load_persona(project / "personas" / "mara").spec
+    qs = load_questions(persona, project / "run" / "construct" / "test.jsonl")
+    got = [q for q in qs if q.source == "probe"]
+    assert len(got) == len(probes) and all(q.reference is None for q in got)
+    assert by_pattern(got, "anti_induction", limit=50)
+
+
 def test_trait_only_and_stage_token(tmp_path):
     make_trait_persona(tmp_path)
     # the scripted teacher's trait questions never state their situation: template fallbacks

@@ -20,7 +20,7 @@ from kit.construct.filters import apply_filters
 from kit.construct.ingest import ingest_persona
 from kit.construct.prompts import prompts_dir, template_hash
 from kit.construct.retrieve import Retriever
-from kit.construct.split import card, gold_record, split_gold, stratified_split, to_row
+from kit.construct.split import card, gold_record, probe_row, split_gold, stratified_split, to_row
 from kit.errors import KitError
 from kit.rundir import append_jsonl, atomic_write_text, hash_obj, hash_paths, peak_rss_mb, read_jsonl, write_jsonl
 from kit.teachers import TeacherError, make_teacher
@@ -96,9 +96,9 @@ def run_construct(loaded, lp, run, *, force: bool = False, console=None) -> dict
         fallbacks = Counter(r["question_issue"] for r in records if r.get("question_source") == "template")
         rates = _check_rates(cfg, slots, records, drops, fallbacks)
         drops.update({f"teacher_{k}": v for k, v in faults.items()})
-        train, test = _write_rows(out, persona, cfg, kept, gold_train, gold_test)
+        train, test, probes = _write_rows(out, persona, cfg, records, kept, gold_train, gold_test)
         counts = {**_counts(persona, slots, records, kept, train, test, drops, fallbacks),
-                  "gates": dict(gates), "rates": rates}
+                  "probes": len(probes), "gates": dict(gates), "rates": rates}
         teacher_info = {k: v for k, v in loaded.spec.teacher.model_dump(mode="json").items()}
         atomic_write_text(out / "card.md", card(persona, train=train, test=test, drops=drops,
                                                 stats=dict(teacher.stats), teacher=teacher_info,
@@ -110,19 +110,33 @@ def run_construct(loaded, lp, run, *, force: bool = False, console=None) -> dict
         teacher.close()
 
 
-def _write_rows(out: Path, persona, cfg, kept, gold_train, gold_test) -> tuple[list, list]:
-    """Split the kept records, add the gold demonstrations (train) and gold eval items (test),
-    and write both as SFT rows."""
-    train_recs, test_recs = stratified_split(kept, cfg.test_fraction, cfg.seed)
+# Held-out questions whose answer failed a gate still measure what needs no reference answer
+# (induction resistance, consistency, distinctiveness); back-translation questions are about
+# a source span, not the persona, so they are not asked.
+_PROBE_PATTERNS = ("anti_induction", "opinion", "trait", "ordinary")
+
+
+def _write_rows(out: Path, persona, cfg, records, kept, gold_train, gold_test) -> tuple[list, list, list]:
+    """Split every record by question (kept or not, so a rejected answer does not move its
+    question to the other side), write the kept ones as SFT rows with the gold demonstrations
+    (train) and gold eval items (test), and the rejected test-side questions as probes."""
+    asked = [r for r in records if isinstance(r.get("question"), str) and r["question"].strip()]
+    train_side, test_side = stratified_split(asked, cfg.test_fraction, cfg.seed)
+    by_id = {r["id"]: r for r in kept}
+    train_recs = [by_id[r["id"]] for r in train_side if r["id"] in by_id]
+    test_recs = [by_id[r["id"]] for r in test_side if r["id"] in by_id]
+    probe_recs = [r for r in test_side if r["id"] not in by_id and r.get("pattern") in _PROBE_PATTERNS]
     if cfg.include_gold:
         train_recs += [gold_record(persona, g) for g in gold_train]
     test_recs += [gold_record(persona, g) for g in gold_test]
     kw = {"style": cfg.prompt_style(), "train_on_cot": cfg.train_on_cot}
     train = [to_row(persona, r, **kw) for r in train_recs]
     test = [to_row(persona, r, **{**kw, "train_on_cot": False}) for r in test_recs]
+    probes = [probe_row(persona, r, style=cfg.prompt_style()) for r in probe_recs]
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "test.jsonl", test)
-    return train, test
+    write_jsonl(out / "probes.jsonl", probes)
+    return train, test, probes
 
 
 _SLOT_KEYS = ("id", "order", "pattern", "subtype", "pressure", "stage", "stage_index", "stage_end", "kind",

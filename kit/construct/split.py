@@ -62,6 +62,16 @@ def to_row(persona, rec: dict, *, style: dict, train_on_cot: bool) -> dict:
                     {"role": "assistant", "content": target}], **meta)
 
 
+def probe_row(persona, rec: dict, *, style: dict) -> dict:
+    """A held-out question without a reference answer (its teacher answer failed a gate):
+    system + user turns only, for eval metrics that need no reference."""
+    meta = {k: rec.get(k) for k in ("id", "pattern", "subtype", "pressure", "stage", "kind", "question_source",
+                                    "later_topic", "domain")}
+    return {"messages": [{"role": "system", "content": persona.system_prompt(rec["stage"], **style)},
+                         {"role": "user", "content": rec["question"].strip()}],
+            "meta": {**meta, "source": "probe"}}
+
+
 def gold_record(persona, g) -> dict:
     stage = g.stage or persona.stages[-1].id
     return {"id": hashlib.sha256(f"gold|{g.q}".encode()).hexdigest()[:16], "pattern": g.type,

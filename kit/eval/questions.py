@@ -1,4 +1,5 @@
-"""Held-out question sets for eval, read from ``construct/test.jsonl`` (held-out gold included).
+"""Held-out question sets for eval, read from ``construct/test.jsonl`` (held-out gold included)
+and ``construct/probes.jsonl`` (held-out questions without a reference answer).
 
 A test record is ``{"messages": [system, user, assistant], "meta": {"pattern", "stage", ...}}``;
 the assistant turn is the reference answer. Patterns: ordinary (objective material ->
@@ -45,11 +46,21 @@ def _from_record(i: int, rec: dict, persona, path: Path) -> Question:
 
 
 def load_questions(persona, test_path: Path) -> list[Question]:
-    """The test split's questions. Construct decides which gold items are held out (they are
-    in test.jsonl with source "gold"; the others may have been few-shot demonstrations for
-    the teacher), so eval adds none of its own: a gold item is a demonstration or an eval
-    item, never both."""
-    return [_from_record(i, rec, persona, test_path) for i, rec in enumerate(read_jsonl(test_path))]
+    """The test split's questions, then construct's probes (``probes.jsonl`` beside it:
+    held-out questions whose teacher answer failed a gate, so without a reference; only
+    reference-free metrics use them). Construct decides which gold items are held out (they
+    are in test.jsonl with source "gold"; the others may have been few-shot demonstrations
+    for the teacher), so eval adds none of its own: a gold item is a demonstration or an
+    eval item, never both."""
+    out = [_from_record(i, rec, persona, test_path) for i, rec in enumerate(read_jsonl(test_path))]
+    probes = test_path.with_name("probes.jsonl")
+    seen = {q.text.strip() for q in out}
+    for i, rec in enumerate(read_jsonl(probes)):
+        q = _from_record(i, rec, persona, probes)
+        if q.text.strip() not in seen:
+            seen.add(q.text.strip())
+            out.append(q)
+    return out
 
 
 def by_pattern(questions: list[Question], *patterns: str, limit: int) -> list[Question]:

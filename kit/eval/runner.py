@@ -65,7 +65,8 @@ class Inputs:
         return out
 
     def hash(self) -> str:
-        files = [p for p in (self.test_path, self.passages_path) if p.exists()]
+        probes = self.test_path.with_name("probes.jsonl")
+        files = [p for p in (self.test_path, probes, self.passages_path) if p.exists()]
         files += [a for a in self.adapters.values() if a.is_dir()]
         files += [self.gguf] if self.gguf and self.gguf.exists() else []
         return hash_obj({"eval": self.cfg.model_dump(mode="json"), "model": self.recipe.train.model,
@@ -123,7 +124,9 @@ def _held_out(held: list[Question], used: list[Question], cfg) -> dict:
     return {"split": cfg.split, "dev_share": cfg.dev_share, "held_out": len(held), "used": len(used),
             "by_source": by_source,
             "rule": "construct/test.jsonl: questions held out by construct (never in train.jsonl), with the "
-                    "held-out gold items (never few-shot demonstrations); DPO mines train.jsonl only; "
+                    "held-out gold items (never few-shot demonstrations), plus construct/probes.jsonl: held-out "
+                    "questions whose teacher answer failed a gate (no reference; induction, consistency and "
+                    "distinctiveness only); DPO mines train.jsonl only; "
                     "questions split dev/test by a hash of their text"}
 
 
