@@ -1,5 +1,5 @@
 """Render the eval prompt templates (``kit/prompts/eval_*.j2``) with the one shared renderer."""
 
-from kit.judge.prompts import render
+from kit.templating import render
 
 __all__ = ["render"]

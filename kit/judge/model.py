@@ -4,7 +4,7 @@ deciding the clear-cut cases (and costing no call)."""
 
 from __future__ import annotations
 
-from kit.judge.prompts import render
+from kit.templating import render
 from kit.judge.rules import RuleJudge, hard_fail, plainly_corrects
 from kit.judge.verdict import Verdict
 
