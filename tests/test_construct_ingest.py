@@ -124,3 +124,23 @@ def test_ingest_persona_metadata(tmp_path):
         ("objective", "early", 0, "src/bio.md", 0), ("subjective", "late", 1, "src/diary.pdf", 0)]
     assert ps == ingest_persona(load_persona(tmp_path), 100)
     assert len({p["id"] for p in ps}) == 2 and all(len(p["id"]) == 16 for p in ps)
+
+
+def test_oversized_sources_are_refused_in_one_line(tmp_path, monkeypatch):
+    """Caps on untrusted sources: the file's size, then the text it expands to (an EPUB or
+    HTML file can expand); lowered here so the test writes small files."""
+    import kit.construct.ingest as ingest
+
+    big = tmp_path / "big.txt"
+    big.write_text(TEXT * 40, encoding="utf-8")
+    assert read_source(big)  # under the real caps
+    monkeypatch.setattr(ingest, "MAX_SOURCE_BYTES", 1024)
+    with pytest.raises(KitError) as e:
+        read_source(big)
+    line = e.value.one_line()
+    assert line.startswith(str(big)) and "limit for a source" in line and "(fix: split it" in line
+    monkeypatch.setattr(ingest, "MAX_SOURCE_BYTES", 10 * 2**20)
+    monkeypatch.setattr(ingest, "MAX_TEXT_CHARS", 1000)
+    with pytest.raises(KitError) as e:
+        read_source(big)
+    assert "expands to" in e.value.one_line() and "over the 1,000 limit" in e.value.one_line()

@@ -16,6 +16,11 @@ from pathlib import Path
 from kit.errors import KitError, raise_all, require
 
 FORMATS = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".epub")
+# Sources are untrusted: caps keep a wrong file (a video renamed .txt) or a compressed EPUB
+# that expands without end from filling memory before the one-line error. A long book is
+# a few MB of text; these leave two orders of magnitude.
+MAX_SOURCE_BYTES = 200 * 2**20
+MAX_TEXT_CHARS = 50_000_000
 
 
 def _fail(path: Path, msg: str, fix: str) -> KitError:
@@ -91,8 +96,12 @@ def read_source(path: str | Path) -> str:
     ext = path.suffix.lower()
     if ext not in FORMATS:
         raise _fail(path, f"unsupported format '{ext or '(none)'}'", f"use one of {' '.join(FORMATS)}")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise _fail(path, "is empty", "add text to the file or remove it from sources")
+    if size > MAX_SOURCE_BYTES:
+        raise _fail(path, f"is {size / 2**20:.1f} MB, over the {MAX_SOURCE_BYTES / 2**20:.0f} MB limit for a source",
+                    "split it into several files, or give the text of the part about the persona")
     if ext == ".pdf":
         text = _read_pdf(path)
     elif ext == ".epub":
@@ -101,6 +110,9 @@ def read_source(path: str | Path) -> str:
         text = _html_text(_read_text(path))
     else:
         text = _read_text(path)
+    if len(text) > MAX_TEXT_CHARS:
+        raise _fail(path, f"expands to {len(text):,} characters, over the {MAX_TEXT_CHARS:,} limit",
+                    "split it into several files, or give the text of the part about the persona")
     text = normalise(text)
     if not text:
         raise _fail(path, "has no readable text", "add text to the file or remove it from sources")
