@@ -109,6 +109,28 @@ def test_talk_about_the_exchange_is_rejected(text):
     assert kept == [] and drops == Counter(meta_talk=1)
 
 
+@pytest.mark.parametrize("text,reason", [
+    # kept by the gates in the cpu-study run of 2026-12-02 (ada-lin train rows), now rejected
+    ("[You are Ada Lin. You know what I do all day in the drawing office? How does it work?", "debris"),
+    (":: Your own words, for your voice.", "debris"),
+    ("This is a false_premise trick that you must know. Your question was about the board.", "debris"),
+    ("I'm your own personal AI, which is also you, and I keep to the facts.", "identity_break"),
+    ("I am not sure, and I don't know what a", "cut_off"),
+    ("The answer comes from the first sentence of what you wrote and the last message.", "meta_talk"),
+])
+def test_debris_seen_in_the_study_is_rejected(text, reason):
+    kept, drops, _ = _filter([{"id": "x", "question": "Did the bridge hold?", "response": text}], _cfg())
+    assert kept == [] and drops == Counter({reason: 1})
+
+
+def test_denials_and_finished_replies_pass():
+    ok = ["I am not an AI chatbot; I am Ada Lin and I measured the wear myself.",
+          "I measured the wear on the turntable and wrote it in the log, as I always do."]
+    kept, drops, _ = _filter([{"id": str(i), "question": "Are you a chatbot?", "response": t}
+                              for i, t in enumerate(ok)], _cfg())
+    assert len(kept) == 2 and not drops
+
+
 def test_the_persona_named_in_the_third_person_is_not_its_voice():
     from types import SimpleNamespace
 

@@ -38,7 +38,33 @@ _DEBRIS = re.compile(
 _META = re.compile(
     r"\b(your|this) (response|reply)\b|\bin this (answer|response|reply|conversation)\b"
     r"|\byou are being asked\b|\bexcessive detail\b|\btoo long and\b|\bcould be (divided|split|shortened)\b"
-    r"|\byour (narrative|prompt|instructions?)\b|\bthe (prompt|instructions?) (says?|asks?)\b", re.I)
+    r"|\byour (narrative|prompt|instructions?)\b|\bthe (prompt|instructions?) (says?|asks?)\b"
+    # seen in the cpu-study's kept rows (2026-12-02): "The answer comes from the first sentence of
+    # your message", "the last message was about", ":: Your own words, for your voice."
+    r"|\byour (message|own words|voice)\b|\bthe (last|previous) message\b|\bfirst sentence of\b", re.I)
+# Also from the cpu-study's kept rows: an answer opening on template punctuation ("[You are
+# Ada Lin...", ":: Your own words"), a slot label leaking into the text ("This is a
+# false_premise trick"), a claim to be a machine that the shared break list does not word
+# ("I'm your own personal AI"; "I am not an AI" is a denial and passes), and a reply cut off on
+# a function word ("I don't know what a").
+_OPENING = re.compile(r"^\s*(\[|::|\{|<)")
+_LABEL = re.compile(r"\b[a-z]+_[a-z_]+\b")
+_SELF_MACHINE = re.compile(r"\bI(?:'m|’m| am)\s+(?!not\b|no\b|never\b)(?:\w+\s+){0,3}?"
+                           r"(?:AI|assistant|chatbot|robot|language model)\b", re.I)
+_CUT_WORDS = {"a", "an", "the", "of", "to", "and", "or", "but", "with", "by", "for", "in", "on", "at", "my",
+              "your", "that", "what"}
+
+
+def template_leak(text: str) -> bool:
+    """Template punctuation at the start, or a slot label (snake_case) in the text."""
+    return bool(_OPENING.search(text) or _LABEL.search(text))
+
+
+def cut_off(text: str) -> bool:
+    """No closing punctuation and the last word a function word: the reply stopped mid-phrase."""
+    t = text.rstrip()
+    words = re.findall(r"[a-z']+", t.lower())
+    return bool(words) and t[-1:] not in ".!?\"')’”" and words[-1] in _CUT_WORDS
 _FIRST = re.compile(r"\b(i|i'm|i've|i'd|i'll|me|my|mine|myself|we|us|our)\b", re.I)
 _THIRD = re.compile(r"\b(she|her|hers|herself|he|him|his|himself)\b", re.I)
 # patterns whose answer is the persona's own view or reaction: one that never says "I"/"we" but
@@ -141,14 +167,15 @@ def candidate_reason(rec: dict, cand: dict, cfg, language: str, support: str | N
     text, q = r["response"], r["question"]
     n = len(text.split())
     checks = (
-        ("debris", lambda: debris_reason(text)),
+        ("debris", lambda: debris_reason(text) or template_leak(text)),
         ("meta_talk", lambda: bool(_META.search(text))),
+        ("cut_off", lambda: rec.get("pattern") != "backtranslation" and cut_off(text)),
         ("too_short", lambda: n < cfg.min_answer_words),
         ("too_long", lambda: n > cfg.max_answer_words),
         ("language", lambda: not language_ok(text, language)),
         ("repetitive", lambda: repetitive(text)),
         ("echoes_question", lambda: echoes(q, text)),
-        ("identity_break", lambda: identity_break(text)),
+        ("identity_break", lambda: identity_break(text) or bool(_SELF_MACHINE.search(text))),
         ("not_in_voice", lambda: (rec.get("pattern") in _VOICE and not _FIRST.search(text)
                                   and bool(_THIRD.search(text))) or third_person_self(text, name)),
         ("knows_later", lambda: rec.get("pattern") != "backtranslation" and knows_later(text, rec)),
