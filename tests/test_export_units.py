@@ -302,3 +302,21 @@ def test_base_model_licence_and_model_card(staged_persona, tmp_path):
     no_eval = modelcard.model_card(persona=staged_persona, info=smol, recipe={}, stages=[], files=[], sampling={},
                                    parity={}, eval_report=tmp_path / "missing.md", primary="m.gguf")
     assert "not evaluated" in no_eval
+
+
+def test_parity_gate_ignores_rounding_ties_but_not_clear_flips():
+    """A flip between two logits 0.01 apart (f16 rounding) leaves top1_clear at 1.0; a flip
+    where the reference's top token leads by 2 nats counts."""
+    import numpy as np
+
+    from kit.export.parity import compare
+
+    ref = np.array([[5.0, 4.99, 0.0], [3.0, 1.0, 0.0], [2.0, 0.0, 1.0]])
+    tie_flip = ref.copy()
+    tie_flip[0] = [4.99, 5.0, 0.0]
+    r = compare([ref], [tie_flip])
+    assert r["top1"] < 1.0 and r["top1_clear"] == 1.0 and r["clear_positions"] == 2
+    clear_flip = ref.copy()
+    clear_flip[1] = [1.0, 3.0, 0.0]
+    r = compare([ref], [clear_flip])
+    assert r["top1_clear"] == 0.5

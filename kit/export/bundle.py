@@ -256,9 +256,11 @@ def verify_bundle(b: Build, *, f16: Path, quants: dict, lora: Path | None) -> di
     warnings += tok_warnings
     out["parity"]["f16"] = parity.compare(ref, parity.gguf_logits(llm, ids))
     del llm
-    if out["parity"]["f16"]["top1"] < min_top1:
-        raise KitError(f"f16 GGUF disagrees with the HF model: top-1 agreement {out['parity']['f16']['top1']:.3f} "
-                       f"< export.min_top1_f16 {min_top1}", where=str(f16),
+    f16p = out["parity"]["f16"]
+    if f16p["top1_clear"] < min_top1:
+        raise KitError(f"f16 GGUF disagrees with the HF model: top-1 agreement {f16p['top1_clear']:.3f} "
+                       f"(on {f16p['clear_positions']} of {f16p['positions']} positions whose top two logits are "
+                       f">= {parity.CLEAR_GAP} apart) < export.min_top1_f16 {min_top1}", where=str(f16),
                        fix="the conversion is broken for this model; do not ship it (report the architecture)")
     for q, path in quants.items():
         if q != "f16":

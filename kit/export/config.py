@@ -16,7 +16,9 @@ class ExportConfig(Strict):
     lora_gguf: bool = Field(True, description="Also write the adapter as a llama.cpp LoRA GGUF.")
     card: bool = Field(True, description="Write a SillyTavern character card (JSON + PNG).")
     parity_prompts: int = Field(8, ge=1, description="Prompts for HF-vs-GGUF logit parity.")
-    min_top1_f16: float = Field(0.99, ge=0, le=1, description="Fail the export below this f16 top-1 agreement.")
+    min_top1_f16: float = Field(0.99, ge=0, le=1, description="Fail the export below this f16 top-1 agreement, counted where "
+                                                            "the HF model's top two logits are >= 0.1 apart (closer ones are "
+                                                            "rounding ties).")
     verify_questions: int = Field(3, ge=0, description="Gold/generic questions answered by the shipped GGUF as a smoke test (replies land in manifest.json).")
 
     @field_validator("quants")

@@ -36,7 +36,8 @@ def report(ctx, m: Manifest) -> list[str]:
     for name, info in manifest["files"].items():
         lines.append(f"  {name:40s} {info['bytes'] / 1e6:9.2f} MB")
     for q, p in manifest["verify"]["parity"].items():
-        lines.append(f"  parity {q:7s} top-1 {p['top1']:.3f} (confident {p['top1_confident']:.3f})  "
+        lines.append(f"  parity {q:7s} top-1 {p['top1']:.3f} (clear {p.get('top1_clear', p['top1']):.3f}, "
+                     f"confident {p['top1_confident']:.3f})  "
                      f"KL {p['kl']:.2e}  ({p['positions']} positions)")
     for w in manifest.get("warnings", []):
         lines.append(f"  warning: {w}")
