@@ -53,7 +53,7 @@ def build_replay(path: Path, n: int, seed: int, max_tokens: int, key: str, gener
     Returns counts for the manifest."""
     prompts = pick_prompts(n, seed)
     key = hash_obj({"key": key, "prompts": prompts, "max_tokens": max_tokens})
-    old = list(read_jsonl(path)) if path.is_file() else []
+    old = read_jsonl(path)  # [] when missing
     if old and all(r.get("meta", {}).get("replay_key") == key for r in old):
         return {"asked": len(prompts), "kept": len(old), "reused": True}
     replies = generate([[{"role": "user", "content": p}] for p in prompts]) if prompts else []
