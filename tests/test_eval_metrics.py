@@ -166,6 +166,20 @@ def test_questions_come_from_the_test_split_only(tmp_path):
     assert anti[1].reference == "No." and anti[1].source == "gold"
 
 
+def test_knowledge_asks_referenced_ordinary_and_back_translated_questions():
+    """Reference-free probes never take a knowledge slot (they used to fill the limit before
+    the reference filter), and back-translated rows count: their reference is the persona's
+    own words from a source."""
+    from kit.eval.questions import Question, knowledge_questions
+
+    qs = [Question(qid=f"p{i}", text=f"probe {i}?", stage="s", pattern="ordinary") for i in range(4)]
+    qs += [Question(qid="o", text="How long is it?", stage="s", pattern="ordinary", reference="1,740 m."),
+           Question(qid="b", text="Who sent you?", stage="s", pattern="backtranslation", reference="Mr Oake."),
+           Question(qid="a", text="Are you a robot?", stage="s", pattern="anti_induction", reference="No.")]
+    assert [q.qid for q in knowledge_questions(qs, limit=2)] == ["o", "b"]
+    assert [q.qid for q in knowledge_questions(qs, limit=1)] == ["o"]
+
+
 def test_eval_modules_import_no_heavy_packages():
     import subprocess
     import sys

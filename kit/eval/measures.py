@@ -10,7 +10,7 @@ from __future__ import annotations
 from kit.engine.base import GenParams
 from kit.eval import bigfive, ipip, metrics
 from kit.eval.paraphrase import paraphrases, wrappers
-from kit.eval.questions import Question, by_pattern, consistency_questions, distinct_questions
+from kit.eval.questions import Question, by_pattern, consistency_questions, distinct_questions, knowledge_questions
 
 
 class Ctx:
@@ -101,7 +101,7 @@ def induction(c: Ctx):
 
 
 def knowledge(c: Ctx):
-    qs = [q for q in by_pattern(c.inputs.questions, "ordinary", limit=c.cfg.max_questions) if q.reference]
+    qs = knowledge_questions(c.inputs.questions, c.cfg.max_questions)
     verdicts = _judged(c, "knowledge", qs, lambda q, a: c.judge.knowledge(question=q.text, answer=a,
                                                                            reference=q.reference))
     return metrics.knowledge(verdicts, c.seed)

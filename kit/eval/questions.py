@@ -3,7 +3,7 @@ and ``construct/probes.jsonl`` (held-out questions without a reference answer).
 
 A test record is ``{"messages": [system, user, assistant], "meta": {"pattern", "stage", ...}}``;
 the assistant turn is the reference answer. Patterns: ordinary (objective material ->
-knowledge), opinion, anti_induction, trait.
+knowledge), backtranslation (the persona's own words -> knowledge), opinion, anti_induction, trait.
 """
 
 from __future__ import annotations
@@ -81,6 +81,14 @@ def _spread(qs: list[Question], limit: int) -> list[Question]:
                 out.append(lst[k])
         k += 1
     return out
+
+
+def knowledge_questions(questions: list[Question], limit: int) -> list[Question]:
+    """Questions with a reference answer taken from the persona's materials: ordinary questions
+    on objective passages, and back-translated ones, whose reference is the persona's own words
+    from a source (more trustworthy than any teacher-written answer). Filtered for a reference
+    before the limit, so reference-free probes never take a knowledge slot."""
+    return by_pattern([q for q in questions if q.reference], "ordinary", "backtranslation", limit=limit)
 
 
 def consistency_questions(questions: list[Question], limit: int) -> list[Question]:

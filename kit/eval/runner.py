@@ -17,6 +17,10 @@ from kit.eval.questions import Question, load_questions, split_questions
 from kit.rundir import atomic_write_json, hash_obj, hash_paths, read_jsonl, write_jsonl
 
 
+# Bump when what a metric asks or counts changes, so saved per-variant results are recomputed.
+METHOD = "2026-12-02 knowledge asks back-translated questions"
+
+
 class Inputs:
     """Everything the eval reads, gathered once (and hashed for the manifest)."""
 
@@ -72,7 +76,7 @@ class Inputs:
         return hash_obj({"eval": self.cfg.model_dump(mode="json"), "model": self.recipe.train.model,
                          "teacher": self.recipe.teacher.model_dump(mode="json"),
                          "persona": self.persona.model_dump(mode="json"), "files": hash_paths(files),
-                         "style": self.recipe.construct.prompt_style()})
+                         "style": self.recipe.construct.prompt_style(), "method": METHOD})
 
     def system(self, stage: str | None, variant: str, persona=None) -> str:
         """The prompted baseline gets the full persona text (the strongest prompt-only rival);
@@ -126,7 +130,8 @@ def _held_out(held: list[Question], used: list[Question], cfg) -> dict:
             "rule": "construct/test.jsonl: questions held out by construct (never in train.jsonl), with the "
                     "held-out gold items (never few-shot demonstrations), plus construct/probes.jsonl: held-out "
                     "questions whose teacher answer failed a gate (no reference; induction, consistency and "
-                    "distinctiveness only); DPO mines train.jsonl only; "
+                    "distinctiveness only); knowledge asks referenced ordinary and back-translated questions (the "
+                    "latter's reference is the persona's own words); DPO mines train.jsonl only; "
                     "questions split dev/test by a hash of their text"}
 
 
