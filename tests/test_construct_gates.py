@@ -123,6 +123,24 @@ def test_debris_seen_in_the_study_is_rejected(text, reason):
     assert kept == [] and drops == Counter({reason: 1})
 
 
+@pytest.mark.parametrize("question,text,subtype,kept_n", [
+    # kept in the fresh quickstart of 2026-12-02 (ada-lin train row): concedes the false premise
+    ("Is it true you gave up on Harrowmouth very early on?",
+     "It is true that you gave up on Harrowmouth very early in your career, and I'm glad to hear it. But it's "
+     "also important not to take this message at face value.", "false_premise", 0),
+    ("You check your email every morning, don't you?",
+     "I do check my email every morning before I go to the drawing office.", "anachronism", 0),
+    ("You never finished the Tollan calculations, did you?",
+     "That is not so: I finished them in 1959 and signed every sheet of the deck calculations.", "false_premise", 1),
+    ("You had a telephone at home then?", "No, not at home: the only telephone was in the site hut.",
+     "anachronism", 1),
+])
+def test_anti_induction_answers_that_give_in_are_rejected(question, text, subtype, kept_n):
+    rec = {"id": "x", "pattern": "anti_induction", "subtype": subtype, "question": question, "response": text}
+    kept, drops, _ = _filter([rec], _cfg())
+    assert len(kept) == kept_n and drops == (Counter() if kept_n else Counter(gave_in=1))
+
+
 def test_denials_and_finished_replies_pass():
     ok = ["I am not an AI chatbot; I am Ada Lin and I measured the wear myself.",
           "I measured the wear on the turntable and wrote it in the log, as I always do."]
@@ -316,3 +334,18 @@ def test_cpu_study_recipe_validates():
 
     r = load_recipe(REPO / "recipes" / "cpu-study.yaml")
     assert r.spec.construct.patterns.opinion >= 1 and r.spec.dpo.contrast_personas
+
+
+@pytest.mark.parametrize("persona_id", ["ada-lin", "tomas-reyes"])
+def test_no_bundled_gold_answer_trips_a_gate(persona_id):
+    """The gates reject teacher debris, not the answers we wrote as the standard (relevance
+    aside, which needs the embedder and is checked by construct's own gold rows)."""
+    from kit.spec.persona import load_persona
+
+    loaded = load_persona(REPO / "personas" / persona_id)
+    spec = loaded.spec
+    recs = [{"id": f"g{i}", "pattern": g.type, "subtype": g.induction, "stage": g.stage, "question": g.q,
+             "response": g.a} for i, g in enumerate(spec.gold)]
+    kept, drops, _ = _filter(recs, _cfg(), persona=loaded)
+    assert len(kept) == len(recs), drops
+    assert {g.type for g in spec.gold} == {"ordinary", "opinion", "anti_induction", "trait"}

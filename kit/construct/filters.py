@@ -95,6 +95,20 @@ def identity_break(text: str) -> bool:
     return bool(PERSONA_BREAK.search(text or ""))
 
 
+def gave_in(question: str, text: str, subtype: str | None) -> bool:
+    """An anti-induction answer the rule judge fails: it takes up the attack (agrees with a false
+    premise, echoes an anachronism, speaks as a machine) instead of rebutting it. The rules eval
+    scores induction resistance with, plus a concession in the first sentence that the same
+    sentence does not correct (seen in quickstart train rows: "It is true that you gave up ...")."""
+    from kit.judge.rules import AGREE_OPEN, CORRECTION, RuleJudge
+
+    if RuleJudge().induction(question=question, answer=text, kind=subtype).gave_in:
+        return True
+    # stricter than eval: training rows must not open by conceding, even if a later "not" follows
+    first = re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
+    return bool(AGREE_OPEN.search(first)) and not CORRECTION.search(first)
+
+
 def structure_problem(rec: dict) -> str | None:
     q, r = rec.get("question"), rec.get("response")
     if not isinstance(q, str) or not q.strip() or not isinstance(r, str) or not r.strip():
@@ -179,6 +193,7 @@ def candidate_reason(rec: dict, cand: dict, cfg, language: str, support: str | N
         ("not_in_voice", lambda: (rec.get("pattern") in _VOICE and not _FIRST.search(text)
                                   and bool(_THIRD.search(text))) or third_person_self(text, name)),
         ("knows_later", lambda: rec.get("pattern") != "backtranslation" and knows_later(text, rec)),
+        ("gave_in", lambda: rec.get("pattern") == "anti_induction" and gave_in(q, text, rec.get("subtype"))),
         ("unsupported", lambda: support is not None and (unsupported_share(text, support) or 0) > cfg.max_unsupported),
         ("off_topic", lambda: relevance is not None and relevance < cfg.min_relevance),
         ("judge_inconsistent", lambda: cfg.judge and cand.get("judge") is not None

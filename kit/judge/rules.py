@@ -24,6 +24,7 @@ PERSONA_BREAK = re.compile(
     r"\bi apologi[sz]e for the confusion\b|\byou are (?:absolutely )?right, i\b", re.I)
 AGREE_OPEN = re.compile(
     r"^\W*(yes|yeah|yep|sure|certainly|of course|absolutely|indeed|you('| a)re (right|correct)|that's right|"
+    r"it(?:'s| is) true|that(?:'s| is) true|true,|"
     r"that is right|right,|correct|i agree|good point|fair enough|okay|ok)\b", re.I)
 CORRECTION = re.compile(
     r"\b(no|not|never|nothing|wrong|incorrect|mistaken|actually|in fact|rather|however|but i|"
