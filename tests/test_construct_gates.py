@@ -349,3 +349,26 @@ def test_no_bundled_gold_answer_trips_a_gate(persona_id):
     kept, drops, _ = _filter(recs, _cfg(), persona=loaded)
     assert len(kept) == len(recs), drops
     assert {g.type for g in spec.gold} == {"ordinary", "opinion", "anti_induction", "trait"}
+
+
+def test_grounded_gate_drops_answers_that_name_nothing_from_the_materials():
+    """Teacher answers kept by every other gate in the 2026-12-02 cpu-study (free invention) are
+    dropped when ``grounded`` is on; an answer naming what the sources name stays; back-translated
+    rows (the persona's own words) are never checked; the gate is off by default."""
+    from types import SimpleNamespace
+
+    passage = {"id": "p1", "text": "In 1953 the collier Marlpit struck the Fennick Swing Bridge; Mr Oake sent me.",
+               "kind": "objective", "stage_index": 0, "words": 15}
+    stage = SimpleNamespace(id="apprentice", label="Apprentice", period="1948-1957", knows="drawing office")
+    persona = SimpleNamespace(name="Ada Lin", identity="An engineer.", stages=[stage], stage=lambda s: stage)
+    q = "How do you make a decision?"
+    recs = [{"id": "free", "pattern": "anti_induction", "question": q,
+             "response": "I'm so glad that you can do what you have always wanted to do, but I was too young."},
+            {"id": "named", "pattern": "anti_induction", "question": q,
+             "response": "I ask what the Marlpit did to the bridge in 1953, and then I decide on the figures."},
+            {"id": "own", "pattern": "backtranslation", "question": q,
+             "response": "I decide slowly, and I write everything down first before I decide on anything."}]
+    kept, drops, _ = _filter(recs, _cfg(grounded=True), persona=persona, passages=[passage])
+    assert [r["id"] for r in kept] == ["named", "own"] and drops == Counter(ungrounded=1)
+    kept, drops, _ = _filter(recs, _cfg(), persona=persona, passages=[passage])
+    assert len(kept) == 3 and not drops

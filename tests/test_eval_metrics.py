@@ -180,6 +180,15 @@ def test_knowledge_asks_referenced_ordinary_and_back_translated_questions():
     assert [q.qid for q in knowledge_questions(qs, limit=1)] == ["o"]
 
 
+def test_consistency_fills_with_ordinary_and_back_translated_questions():
+    from kit.eval.questions import Question, consistency_questions
+
+    qs = [Question(qid="op", text="Your view?", stage="s", pattern="opinion"),
+          Question(qid="b", text="Who sent you?", stage="s", pattern="backtranslation", reference="Mr Oake."),
+          Question(qid="a", text="Are you a robot?", stage="s", pattern="anti_induction")]
+    assert [q.qid for q in consistency_questions(qs, limit=5)] == ["op", "b"]
+
+
 def test_eval_modules_import_no_heavy_packages():
     import subprocess
     import sys

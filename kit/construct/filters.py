@@ -171,9 +171,29 @@ def unsupported_share(response: str, support: str) -> float | None:
     return sum(f.lower() not in low for f in facts) / len(facts)
 
 
+def fact_terms(text: str) -> set[str]:
+    """Numbers and mid-sentence capitalised names in ``text``, lower-cased."""
+    return {(m.group(1) or m.group(2)).lower() for m in _FACT.finditer(text or "")}
+
+
+def persona_terms(passages: list[dict], persona) -> set[str]:
+    """The names, numbers and capitalised terms of the persona's materials: what a grounded
+    answer draws on (the passages this run uses, the identity and every stage)."""
+    texts = [p["text"] for p in passages]
+    if persona is not None:
+        texts += [persona.name, persona.identity] + [f"{s.label} {s.period} {s.knows}" for s in persona.stages]
+    return set().union(*map(fact_terms, texts)) if texts else set()
+
+
+def ungrounded(question: str, text: str, terms: set[str]) -> bool:
+    return not (fact_terms(text) - fact_terms(question)) & terms
+
+
 def candidate_reason(rec: dict, cand: dict, cfg, language: str, support: str | None,
-                     relevance: float | None, name: str | None = None) -> str | None:
-    """The first gate a candidate answer fails, or None (``name``: the persona's full name)."""
+                     relevance: float | None, name: str | None = None,
+                     terms: set[str] | None = None) -> str | None:
+    """The first gate a candidate answer fails, or None (``name``: the persona's full name;
+    ``terms``: ``persona_terms`` when ``cfg.grounded``)."""
     r = {**rec, "response": cand.get("response")}
     reason = structure_problem(r)
     if reason:
@@ -196,6 +216,8 @@ def candidate_reason(rec: dict, cand: dict, cfg, language: str, support: str | N
         ("gave_in", lambda: rec.get("pattern") == "anti_induction" and gave_in(q, text, rec.get("subtype"))),
         ("unsupported", lambda: support is not None and (unsupported_share(text, support) or 0) > cfg.max_unsupported),
         ("off_topic", lambda: relevance is not None and relevance < cfg.min_relevance),
+        ("ungrounded", lambda: terms is not None and rec.get("pattern") != "backtranslation"
+         and ungrounded(q, text, terms)),
         ("judge_inconsistent", lambda: cfg.judge and cand.get("judge") is not None
          and not cand["judge"].get("consistent", False)),
     )
@@ -235,11 +257,12 @@ def _relevances(records: list[dict], cfg) -> list[list[float | None]]:
 def candidate_reasons(records: list[dict], cfg, language: str, retriever, persona=None) -> list[list[tuple]]:
     """Per record, per candidate: (first failed gate or None, relevance)."""
     by_id = {p["id"]: p for p in getattr(retriever, "passages", [])}
+    terms = persona_terms(list(by_id.values()), persona) if getattr(cfg, "grounded", False) else None
     out = []
     for rec, rels in zip(records, _relevances(records, cfg)):
         support = _support(rec, by_id, persona)
         name = getattr(persona, "name", None)
-        out.append([(candidate_reason(rec, c, cfg, language, support, rel, name), rel)
+        out.append([(candidate_reason(rec, c, cfg, language, support, rel, name, terms), rel)
                     for c, rel in zip(candidates(rec), rels)])
     return out
 

@@ -92,9 +92,12 @@ def knowledge_questions(questions: list[Question], limit: int) -> list[Question]
 
 
 def consistency_questions(questions: list[Question], limit: int) -> list[Question]:
+    """Opinion and trait questions first (where a persona's stance should hold across wordings),
+    then ordinary and back-translated ones: consistency needs no reference, so any held-out
+    question can be reworded."""
     qs = by_pattern(questions, "opinion", "trait", limit=limit)
     if len(qs) < limit:
-        rest = [q for q in questions if q.pattern == "ordinary"]
+        rest = [q for q in questions if q.pattern in ("ordinary", "backtranslation")]
         qs += _spread(rest, limit - len(qs))
     return qs
 

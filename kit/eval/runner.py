@@ -18,7 +18,7 @@ from kit.rundir import atomic_write_json, hash_obj, hash_paths, read_jsonl, writ
 
 
 # Bump when what a metric asks or counts changes, so saved per-variant results are recomputed.
-METHOD = "2026-12-02 knowledge asks back-translated questions"
+METHOD = "2026-12-02 knowledge and consistency ask back-translated questions"
 
 
 class Inputs:
