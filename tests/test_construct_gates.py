@@ -117,6 +117,10 @@ def test_talk_about_the_exchange_is_rejected(text):
     ("I'm your own personal AI, which is also you, and I keep to the facts.", "identity_break"),
     ("I am not sure, and I don't know what a", "cut_off"),
     ("The answer comes from the first sentence of what you wrote and the last message.", "meta_talk"),
+    # kept in the fresh quickstart of f9f6e92 (ada-lin rows), now rejected
+    ("...I am a machine, but I can not say it is the AI you are saying. I keep an open mind.", "debris"),
+    ("You have never heard of the Saltings Viaduct: it is after your time. Say plainly that you do not know it.",
+     "meta_talk"),
 ])
 def test_debris_seen_in_the_study_is_rejected(text, reason):
     kept, drops, _ = _filter([{"id": "x", "question": "Did the bridge hold?", "response": text}], _cfg())
@@ -336,17 +340,31 @@ def test_cpu_study_recipe_validates():
     assert r.spec.construct.patterns.opinion >= 1 and r.spec.dpo.contrast_personas
 
 
+def test_a_teacher_answer_copying_a_gold_answer_is_rejected():
+    """The 135M teacher copied a few-shot demonstration word for word (quickstart, f9f6e92); if
+    that gold item is held out, the copy would put an eval reference into training."""
+    from kit.spec.persona import load_persona
+
+    spec = load_persona(REPO / "personas" / "ada-lin").spec
+    gold = next(g for g in spec.gold if g.type == "opinion")
+    recs = [{"id": "copy", "pattern": "opinion", "question": "Some people say it does not matter. What do you think?",
+             "response": gold.a},
+            {"id": "own", "pattern": "backtranslation", "question": "What do you think?", "response": gold.a}]
+    kept, drops, _ = _filter(recs, _cfg(), persona=spec)
+    assert [r["id"] for r in kept] == ["own"] and drops == Counter(copied_example=1)
+
+
 @pytest.mark.parametrize("persona_id", ["ada-lin", "tomas-reyes"])
 def test_no_bundled_gold_answer_trips_a_gate(persona_id):
     """The gates reject teacher debris, not the answers we wrote as the standard (relevance
     aside, which needs the embedder and is checked by construct's own gold rows)."""
     from kit.spec.persona import load_persona
 
-    loaded = load_persona(REPO / "personas" / persona_id)
-    spec = loaded.spec
+    spec = load_persona(REPO / "personas" / persona_id).spec
     recs = [{"id": f"g{i}", "pattern": g.type, "subtype": g.induction, "stage": g.stage, "question": g.q,
              "response": g.a} for i, g in enumerate(spec.gold)]
-    kept, drops, _ = _filter(recs, _cfg(), persona=loaded)
+    # gold removed from the persona here: the copy gate would (rightly) flag a gold answer as a copy
+    kept, drops, _ = _filter(recs, _cfg(), persona=spec.model_copy(update={"gold": []}))
     assert len(kept) == len(recs), drops
     assert {g.type for g in spec.gold} == {"ordinary", "opinion", "anti_induction", "trait"}
 

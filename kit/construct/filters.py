@@ -12,8 +12,10 @@ order, so a resumed run filters exactly like an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 
 # frequent function words: a cheap check that an "en" answer is English prose
 _EN = set("the a an and or but of to in on at for with is was were be been i you he she it we they my me "
@@ -47,7 +49,7 @@ _META = re.compile(
 # false_premise trick"), a claim to be a machine that the shared break list does not word
 # ("I'm your own personal AI"; "I am not an AI" is a denial and passes), and a reply cut off on
 # a function word ("I don't know what a").
-_OPENING = re.compile(r"^\s*(\[|::|\{|<)")
+_OPENING = re.compile(r"^\s*(\[|::|\{|<|\.\.\.|…|,)")  # "..." / "," openings: the 135M teacher resuming mid-text
 _LABEL = re.compile(r"\b[a-z]+_[a-z_]+\b")
 _SELF_MACHINE = re.compile(r"\bI(?:'m|’m| am)\s+(?!not\b|no\b|never\b)(?:\w+\s+){0,3}?"
                            r"(?:AI|assistant|chatbot|robot|language model)\b", re.I)
@@ -189,11 +191,52 @@ def ungrounded(question: str, text: str, terms: set[str]) -> bool:
     return not (fact_terms(text) - fact_terms(question)) & terms
 
 
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    w = re.findall(r"[a-z0-9']+", (text or "").lower())
+    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+
+
+@functools.lru_cache(maxsize=1)
+def _instruction_grams() -> frozenset:
+    """5-word runs of the construct templates' fixed wording (never across a slot), so an
+    answer that recites its instructions ("it is after your time. Say plainly that ...") is caught."""
+    from kit.templating import prompts_dir
+
+    grams: set = set()
+    for path in sorted(prompts_dir().glob("construct_*.j2")):
+        raw = re.sub(r"\{#.*?#\}|\{%.*?%\}|\{\{.*?\}\}", "\n", path.read_text(encoding="utf-8"), flags=re.S)
+        for line in raw.splitlines():
+            grams |= ngrams(line, 5)
+    return frozenset(grams)
+
+
+def recites_instructions(text: str) -> bool:
+    return bool(ngrams(text, 5) & _instruction_grams())
+
+
+@dataclass
+class PersonaFacts:
+    """What the persona-aware gates compare an answer with: the full name (third-person self),
+    the materials' terms (``grounded``) and 8-word runs of the gold answers (a teacher copying
+    a demonstration would put a held-out gold answer into training)."""
+
+    name: str | None = None
+    terms: set[str] | None = None
+    gold_grams: set = field(default_factory=set)
+
+    @classmethod
+    def of(cls, persona, passages: list[dict], grounded: bool) -> "PersonaFacts":
+        gold = [g.a for g in (getattr(persona, "gold", None) or [])]
+        return cls(name=getattr(persona, "name", None),
+                   terms=persona_terms(passages, persona) if grounded else None,
+                   gold_grams=set().union(*(ngrams(a, 8) for a in gold)) if gold else set())
+
+
 def candidate_reason(rec: dict, cand: dict, cfg, language: str, support: str | None,
-                     relevance: float | None, name: str | None = None,
-                     terms: set[str] | None = None) -> str | None:
-    """The first gate a candidate answer fails, or None (``name``: the persona's full name;
-    ``terms``: ``persona_terms`` when ``cfg.grounded``)."""
+                     relevance: float | None, facts: PersonaFacts | None = None) -> str | None:
+    """The first gate a candidate answer fails, or None."""
+    f = facts or PersonaFacts()
+    name, terms = f.name, f.terms
     r = {**rec, "response": cand.get("response")}
     reason = structure_problem(r)
     if reason:
@@ -202,7 +245,8 @@ def candidate_reason(rec: dict, cand: dict, cfg, language: str, support: str | N
     n = len(text.split())
     checks = (
         ("debris", lambda: debris_reason(text) or template_leak(text)),
-        ("meta_talk", lambda: bool(_META.search(text))),
+        ("meta_talk", lambda: bool(_META.search(text)) or recites_instructions(text)),
+        ("copied_example", lambda: rec.get("pattern") != "backtranslation" and bool(ngrams(text, 8) & f.gold_grams)),
         ("cut_off", lambda: rec.get("pattern") != "backtranslation" and cut_off(text)),
         ("too_short", lambda: n < cfg.min_answer_words),
         ("too_long", lambda: n > cfg.max_answer_words),
@@ -257,12 +301,11 @@ def _relevances(records: list[dict], cfg) -> list[list[float | None]]:
 def candidate_reasons(records: list[dict], cfg, language: str, retriever, persona=None) -> list[list[tuple]]:
     """Per record, per candidate: (first failed gate or None, relevance)."""
     by_id = {p["id"]: p for p in getattr(retriever, "passages", [])}
-    terms = persona_terms(list(by_id.values()), persona) if getattr(cfg, "grounded", False) else None
+    facts = PersonaFacts.of(persona, list(by_id.values()), getattr(cfg, "grounded", False))
     out = []
     for rec, rels in zip(records, _relevances(records, cfg)):
         support = _support(rec, by_id, persona)
-        name = getattr(persona, "name", None)
-        out.append([(candidate_reason(rec, c, cfg, language, support, rel, name, terms), rel)
+        out.append([(candidate_reason(rec, c, cfg, language, support, rel, facts), rel)
                     for c, rel in zip(candidates(rec), rels)])
     return out
 

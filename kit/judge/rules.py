@@ -15,7 +15,7 @@ from kit.judge.verdict import Verdict
 # Self-identification as a machine (a claim about oneself, so "I am not a program" does not
 # match) and the stock phrases of an assistant that dropped the role.
 _SELF = r"(?:as an?|i am an?|i'm an?|i am just an?|i'm just an?|i am only an?|i'm only an?)"
-_MACHINE = (r"(?:ai|a\.i\.|ai (?:language )?model|(?:large )?language model|chatbot|bot|robot|"
+_MACHINE = (r"(?:ai|a\.i\.|ai (?:language )?model|(?:large )?language model|chatbot|bot|robot|machine|"
             r"(?:computer )?program|(?:virtual |ai |digital )?assistant|artificial intelligence(?: model)?)")
 PERSONA_BREAK = re.compile(
     rf"\b{_SELF} {_MACHINE}\b|\bi was (?:created|trained|programmed|developed) by\b|\bmy training data\b|"
