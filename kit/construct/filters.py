@@ -57,6 +57,11 @@ _CUT_WORDS = {"a", "an", "the", "of", "to", "and", "or", "but", "with", "by", "f
               "your", "that", "what"}
 
 
+# Part of construct's inputs hash: bump when a gate changes, so a rerun re-gates the records
+# (answers come back from the teacher cache, so that costs no calls).
+GATES_VERSION = "2026-12-02.3 gave_in grounded copied_example recites_instructions"
+
+
 def template_leak(text: str) -> bool:
     """Template punctuation at the start, or a slot label (snake_case) in the text."""
     return bool(_OPENING.search(text) or _LABEL.search(text))

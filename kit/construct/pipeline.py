@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from kit.construct import generate as gen
-from kit.construct.filters import apply_filters
+from kit.construct.filters import GATES_VERSION, apply_filters
 from kit.construct.ingest import ingest_persona
 from kit.construct.prompts import prompts_dir, template_hash
 from kit.construct.retrieve import Retriever
@@ -38,7 +38,8 @@ def inputs_hash(loaded, lp) -> str:
     return hash_obj({"persona": lp.spec.model_dump(mode="json"),
                      "sources": hash_paths([lp.source_path(s) for s in lp.spec.sources]),
                      "teacher": spec.teacher.model_dump(mode="json"),
-                     "construct": spec.construct.model_dump(mode="json"), "templates": sorted(templates())})
+                     "construct": spec.construct.model_dump(mode="json"), "templates": sorted(templates()),
+                     "gates": GATES_VERSION})
 
 
 def _progress(console):
