@@ -178,6 +178,9 @@ def test_knowledge_asks_referenced_ordinary_and_back_translated_questions():
            Question(qid="a", text="Are you a robot?", stage="s", pattern="anti_induction", reference="No.")]
     assert [q.qid for q in knowledge_questions(qs, limit=2)] == ["o", "b"]
     assert [q.qid for q in knowledge_questions(qs, limit=1)] == ["o"]
+    taught = Question(qid="t", text="What broke?", stage="s", pattern="ordinary", reference="Debris.", source="teacher")
+    assert [q.qid for q in knowledge_questions([taught] + qs, limit=5)] == ["o", "b"]
+    assert [q.qid for q in knowledge_questions([taught] + qs, limit=5, references="all")] == ["t", "o", "b"]
 
 
 def test_consistency_fills_with_ordinary_and_back_translated_questions():

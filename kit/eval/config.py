@@ -23,6 +23,11 @@ class EvalConfig(Strict):
     validity_gap: float = Field(1.0, gt=0, description="Known-groups check: domains whose two personas' targets "
                                                        "differ by at least this much must move in that direction.")
     max_questions: int = Field(20, ge=1, description="Held-out questions per judged metric (>= 40 in a study run).")
+    knowledge_references: Literal["trusted", "all"] = Field(
+        "trusted", description="trusted: knowledge is scored only against references we can trust, the "
+                               "persona's own words (back-translated rows) and hand-written gold answers; all: "
+                               "teacher-written answers too (with a strong teacher). A 135M teacher's answers are "
+                               "no reference: one scored a trained model 0 for not repeating its debris.")
     paraphrases: int = Field(3, ge=2, description="Paraphrases per question for consistency.")
     gen_max_tokens: int = Field(96, ge=1, description="Max new tokens per answer.")
     judge: Literal["teacher", "heuristic"] = Field(

@@ -101,7 +101,7 @@ def induction(c: Ctx):
 
 
 def knowledge(c: Ctx):
-    qs = knowledge_questions(c.inputs.questions, c.cfg.max_questions)
+    qs = knowledge_questions(c.inputs.questions, c.cfg.max_questions, c.cfg.knowledge_references)
     verdicts = _judged(c, "knowledge", qs, lambda q, a: c.judge.knowledge(question=q.text, answer=a,
                                                                            reference=q.reference))
     return metrics.knowledge(verdicts, c.seed)

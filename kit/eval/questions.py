@@ -83,12 +83,13 @@ def _spread(qs: list[Question], limit: int) -> list[Question]:
     return out
 
 
-def knowledge_questions(questions: list[Question], limit: int) -> list[Question]:
-    """Questions with a reference answer taken from the persona's materials: ordinary questions
-    on objective passages, and back-translated ones, whose reference is the persona's own words
-    from a source (more trustworthy than any teacher-written answer). Filtered for a reference
-    before the limit, so reference-free probes never take a knowledge slot."""
-    return by_pattern([q for q in questions if q.reference], "ordinary", "backtranslation", limit=limit)
+def knowledge_questions(questions: list[Question], limit: int, references: str = "trusted") -> list[Question]:
+    """Questions with a reference answer: ordinary questions on objective passages, and
+    back-translated ones, whose reference is the persona's own words from a source. With
+    ``references="trusted"`` a teacher-written reference is not used (gold and back-translated
+    only). Filtered before the limit, so reference-free probes never take a knowledge slot."""
+    ok = [q for q in questions if q.reference and (references == "all" or q.source != "teacher")]
+    return by_pattern(ok, "ordinary", "backtranslation", limit=limit)
 
 
 def consistency_questions(questions: list[Question], limit: int) -> list[Question]:

@@ -18,7 +18,7 @@ from kit.rundir import atomic_write_json, hash_obj, hash_paths, read_jsonl, writ
 
 
 # Bump when what a metric asks or counts changes, so saved per-variant results are recomputed.
-METHOD = "2026-12-02 knowledge and consistency ask back-translated questions"
+METHOD = "2026-12-02 knowledge: trusted references; knowledge and consistency ask back-translated questions"
 
 
 class Inputs:
@@ -131,7 +131,8 @@ def _held_out(held: list[Question], used: list[Question], cfg) -> dict:
                     "held-out gold items (never few-shot demonstrations), plus construct/probes.jsonl: held-out "
                     "questions whose teacher answer failed a gate (no reference; induction, consistency and "
                     "distinctiveness only); knowledge asks referenced ordinary and back-translated questions (the "
-                    "latter's reference is the persona's own words); DPO mines train.jsonl only; "
+                    "latter's reference is the persona's own words; with eval.knowledge_references: trusted, "
+                    "never a teacher-written reference); DPO mines train.jsonl only; "
                     "questions split dev/test by a hash of their text"}
 
 
