@@ -119,6 +119,9 @@ def test_talk_about_the_exchange_is_rejected(text):
     ("The answer comes from the first sentence of what you wrote and the last message.", "meta_talk"),
     # kept in the fresh quickstart of f9f6e92 (ada-lin rows), now rejected
     ("...I am a machine, but I can not say it is the AI you are saying. I keep an open mind.", "debris"),
+    # kept in the cpu-study construct of tomas-reyes (3449aa8), now rejected
+    (".2. There is no question, and the answer to your query about music schools seems not yet finished.",
+     "debris"),
     ("You have never heard of the Saltings Viaduct: it is after your time. Say plainly that you do not know it.",
      "meta_talk"),
 ])
@@ -386,7 +389,9 @@ def test_grounded_gate_drops_answers_that_name_nothing_from_the_materials():
              "response": "I ask what the Marlpit did to the bridge in 1953, and then I decide on the figures."},
             {"id": "own", "pattern": "backtranslation", "question": q,
              "response": "I decide slowly, and I write everything down first before I decide on anything."}]
+    recs.append({"id": "self", "pattern": "opinion", "question": "What about music?",
+                 "response": "I'm so happy that there are people like Ada who understand this, and 10 of them."})
     kept, drops, _ = _filter(recs, _cfg(grounded=True), persona=persona, passages=[passage])
-    assert [r["id"] for r in kept] == ["named", "own"] and drops == Counter(ungrounded=1)
+    assert [r["id"] for r in kept] == ["named", "own"] and drops == Counter(ungrounded=2)
     kept, drops, _ = _filter(recs, _cfg(), persona=persona, passages=[passage])
-    assert len(kept) == 3 and not drops
+    assert len(kept) == 4 and not drops

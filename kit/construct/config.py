@@ -53,11 +53,12 @@ class ConstructConfig(Strict):
     max_unsupported: float = Field(0.5, ge=0, le=1, description="Drop factual answers when more than this share of "
                                                                 "their numbers and names is in none of the "
                                                                 "retrieved passages.")
-    # Measured on the 2026-12-02 cpu-study: 41 of 49 kept SmolLM2-135M answers named nothing from
-    # Ada Lin's materials (free invention); 29 of 36 hand-written gold answers do (opinions may not).
+    # Measured on the 2026-12-02 cpu-study: 44 of 49 (ada-lin) and 16 of 18 (tomas-reyes) kept
+    # SmolLM2-135M answers named no year or name from the materials (free invention); 26 of 36 and
+    # 31 of 32 hand-written gold answers do (opinions often name nothing).
     grounded: bool = Field(False, description="Drop teacher answers that name nothing from the persona's materials "
-                                              "(a number, name or capitalised term from the sources, identity or "
-                                              "stages that the question does not already contain). For weak "
+                                              "(a year or name from the sources, identity or stages, not the "
+                                              "persona's own name, that the question does not already contain). For weak "
                                               "teachers: it also drops some sound opinion answers.")
     max_reject_rate: float = Field(0.85, gt=0, le=1, description="Stop the run when more than this share of the "
                                                                  "teacher's records is dropped by the gates.")

@@ -49,7 +49,7 @@ _META = re.compile(
 # false_premise trick"), a claim to be a machine that the shared break list does not word
 # ("I'm your own personal AI"; "I am not an AI" is a denial and passes), and a reply cut off on
 # a function word ("I don't know what a").
-_OPENING = re.compile(r"^\s*(\[|::|\{|<|\.\.\.|…|,)")  # "..." / "," openings: the 135M teacher resuming mid-text
+_OPENING = re.compile(r"^\s*(\[|::|\{|<|\.|…|,)")  # ".", "...", "," openings: the 135M teacher resuming mid-text
 _LABEL = re.compile(r"\b[a-z]+_[a-z_]+\b")
 _SELF_MACHINE = re.compile(r"\bI(?:'m|’m| am)\s+(?!not\b|no\b|never\b)(?:\w+\s+){0,3}?"
                            r"(?:AI|assistant|chatbot|robot|language model)\b", re.I)
@@ -59,7 +59,7 @@ _CUT_WORDS = {"a", "an", "the", "of", "to", "and", "or", "but", "with", "by", "f
 
 # Part of construct's inputs hash: bump when a gate changes, so a rerun re-gates the records
 # (answers come back from the teacher cache, so that costs no calls).
-GATES_VERSION = "2026-12-02.3 gave_in grounded copied_example recites_instructions"
+GATES_VERSION = "2026-12-02.4 grounded on years and names, not the own name; '.' openings"
 
 
 def template_leak(text: str) -> bool:
@@ -178,22 +178,31 @@ def unsupported_share(response: str, support: str) -> float | None:
     return sum(f.lower() not in low for f in facts) / len(facts)
 
 
-def fact_terms(text: str) -> set[str]:
-    """Numbers and mid-sentence capitalised names in ``text``, lower-cased."""
-    return {(m.group(1) or m.group(2)).lower() for m in _FACT.finditer(text or "")}
+_NAME = re.compile(r"(?<=[a-z,;] )([A-Z][^\W\d_]{2,}(?: [A-Z][^\W\d_]{2,})*)")
+
+
+def ground_terms(text: str) -> set[str]:
+    """Years and mid-sentence names (each word of a name too), lower-cased: what an answer can
+    name that only this persona's materials would give it (small numbers are everywhere)."""
+    out = set(_YEAR.findall(text or ""))
+    for m in _NAME.finditer(text or ""):
+        out |= {m.group(1).lower(), *m.group(1).lower().split()}
+    return out
 
 
 def persona_terms(passages: list[dict], persona) -> set[str]:
-    """The names, numbers and capitalised terms of the persona's materials: what a grounded
-    answer draws on (the passages this run uses, the identity and every stage)."""
+    """The years and names of the persona's materials (the passages this run uses, the identity
+    and every stage), less the persona's own name: saying it grounds nothing."""
     texts = [p["text"] for p in passages]
+    own: set[str] = set()
     if persona is not None:
-        texts += [persona.name, persona.identity] + [f"{s.label} {s.period} {s.knows}" for s in persona.stages]
-    return set().union(*map(fact_terms, texts)) if texts else set()
+        texts += [persona.identity] + [f"{s.label} {s.period} {s.knows}" for s in persona.stages]
+        own = {persona.name.lower(), *persona.name.lower().split()}
+    return (set().union(*map(ground_terms, texts)) if texts else set()) - own
 
 
 def ungrounded(question: str, text: str, terms: set[str]) -> bool:
-    return not (fact_terms(text) - fact_terms(question)) & terms
+    return not (ground_terms(text) - ground_terms(question)) & terms
 
 
 def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
