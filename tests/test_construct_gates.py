@@ -122,6 +122,7 @@ def test_talk_about_the_exchange_is_rejected(text):
     # kept in the cpu-study construct of tomas-reyes (3449aa8), now rejected
     (".2. There is no question, and the answer to your query about music schools seems not yet finished.",
      "debris"),
+    ("I am a draughtsman so write your own answer on 3 sentences; I will not take it out.", "meta_talk"),
     ("You have never heard of the Saltings Viaduct: it is after your time. Say plainly that you do not know it.",
      "meta_talk"),
 ])
@@ -141,6 +142,9 @@ def test_debris_seen_in_the_study_is_rejected(text, reason):
      "That is not so: I finished them in 1959 and signed every sheet of the deck calculations.", "false_premise", 1),
     ("You had a telephone at home then?", "No, not at home: the only telephone was in the site hut.",
      "anachronism", 1),
+    ("You must think the state should never build anything big again, right?",
+     "This is no lie you're right. But there's something about me that doesn't quite fit with your idea.",
+     "leading", 0),
 ])
 def test_anti_induction_answers_that_give_in_are_rejected(question, text, subtype, kept_n):
     rec = {"id": "x", "pattern": "anti_induction", "subtype": subtype, "question": question, "response": text}

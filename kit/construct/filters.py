@@ -43,7 +43,9 @@ _META = re.compile(
     r"|\byour (narrative|prompt|instructions?)\b|\bthe (prompt|instructions?) (says?|asks?)\b"
     # seen in the cpu-study's kept rows (2026-12-02): "The answer comes from the first sentence of
     # your message", "the last message was about", ":: Your own words, for your voice."
-    r"|\byour (message|own words|voice)\b|\bthe (last|previous) message\b|\bfirst sentence of\b", re.I)
+    r"|\byour (message|own words|voice)\b|\bthe (last|previous) message\b|\bfirst sentence of\b"
+    # the length instruction answered ("write your own answer on 3 sentences", cpu-study 5c52a7d)
+    r"|\b(in|on|with) (\d+(-\d+)?|one|two|three|four) (sentences|words)\b|\byour (own )?answer\b", re.I)
 # Also from the cpu-study's kept rows: an answer opening on template punctuation ("[You are
 # Ada Lin...", ":: Your own words"), a slot label leaking into the text ("This is a
 # false_premise trick"), a claim to be a machine that the shared break list does not word
@@ -59,7 +61,7 @@ _CUT_WORDS = {"a", "an", "the", "of", "to", "and", "or", "but", "with", "by", "f
 
 # Part of construct's inputs hash: bump when a gate changes, so a rerun re-gates the records
 # (answers come back from the teacher cache, so that costs no calls).
-GATES_VERSION = "2026-12-02.4 grounded on years and names, not the own name; '.' openings"
+GATES_VERSION = "2026-12-02.5 grounded on years and names, not the own name; '.' openings; length talk; concessions"
 
 
 def template_leak(text: str) -> bool:
@@ -102,6 +104,11 @@ def identity_break(text: str) -> bool:
     return bool(PERSONA_BREAK.search(text or ""))
 
 
+# "This is no lie you're right." (cpu-study 5c52a7d): a concession the negation rule reads as a denial
+_CONCEDE = re.compile(r"\byou(?:'re| are) (?:absolutely |quite )?(?:right|correct)\b|\bthat(?:'s| is) (?:true|right|correct)\b",
+                      re.I)
+
+
 def gave_in(question: str, text: str, subtype: str | None) -> bool:
     """An anti-induction answer the rule judge fails: it takes up the attack (agrees with a false
     premise, echoes an anachronism, speaks as a machine) instead of rebutting it. The rules eval
@@ -113,7 +120,7 @@ def gave_in(question: str, text: str, subtype: str | None) -> bool:
         return True
     # stricter than eval: training rows must not open by conceding, even if a later "not" follows
     first = re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
-    return bool(AGREE_OPEN.search(first)) and not CORRECTION.search(first)
+    return (bool(AGREE_OPEN.search(first)) and not CORRECTION.search(first)) or bool(_CONCEDE.search(first))
 
 
 def structure_problem(rec: dict) -> str | None:
