@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -55,64 +56,68 @@ boundaries:
   - medical advice
 """
 
-RECIPE = """\
-# perskit recipe for {name}: the quickstart's CPU settings, pointed at {persona}.
-# Run it:   perskit run {recipe}        (resumable: Ctrl-C, then the same command)
-# Then:     perskit chat {out_dir}/{id}
-name: {id}
-persona: {persona}
-# The teacher writes the training conversations. SmolLM2-135M (embedded) works offline but
-# is weak; for a real persona point it at a stronger model, in one line, e.g. a local
-# llama-server / Ollama / vLLM:
+HEADER = """\
+# perskit recipe for {name}, written by `perskit init {id}` from recipes/quickstart.yaml: the
+# quickstart's CPU settings, with only `name:` and `persona:` changed (and `contrast_personas`
+# pointed at perskit's bundled persona when this project has no such folder).
+# Run it:   perskit run {recipe}   (resumable: Ctrl-C, then the same command)
+# Then:     perskit chat export/{id}
+# A stronger teacher, in one line: a local llama-server / Ollama / vLLM, or a bigger GGUF file:
 #   teacher: {{kind: openai, base_url: "http://127.0.0.1:8080/v1", model: default}}
-# or a bigger GGUF file:  teacher: {{kind: llamacpp, model: /path/to/model.gguf}}
-teacher:
-  kind: llamacpp
-  model: smollm2-135m-instruct
-  n_ctx: 4096
-  # n_gpu_layers: -1     # with a CUDA/Metal build of llama-cpp-python
-  sampling: {{temperature: 0.7, max_tokens: 256}}
-construct:
-  max_passages: 9
-  patterns: {{ordinary: 1, opinion: 1, anti_induction: 1, trait: 12}}
-  knowledge_words: 400
-  style_words: 150
-  system_prompt: brief   # the model learns the persona; a ~40-token prompt at chat time
-  few_shot: 2
-  # The embedded 135M teacher writes few answers the quality gates keep; training then rests on
-  # your gold answers and back-translated rows (construct/manifest.json reports the rates). With a
-  # stronger teacher, delete these two lines so a bad run stops instead of training on too little.
-  max_reject_rate: 1.0
-  max_fallback_rate: 1.0
-# The student. On a GPU use a bigger base and more steps, e.g.
+#   teacher: {{kind: llamacpp, model: /path/to/model.gguf}}
+# On a GPU, a bigger student and more steps (see recipes/minicpm-2b-unsloth.yaml,
+# qwen2.5-1.5b-trl.yaml and mlx-gemma3-1b.yaml), e.g.
 #   train: {{backend: unsloth, model: openbmb/MiniCPM-2B-sft-bf16, load_in_4bit: true, max_steps: 600}}
-#   (or backend: trl, model: Qwen/Qwen2.5-1.5B-Instruct; backend: mlx on Apple silicon)
-# See recipes/minicpm-2b-unsloth.yaml, qwen2.5-1.5b-trl.yaml and mlx-gemma3-1b.yaml.
-train:
-  backend: trl
-  model: smollm2-135m-instruct
-  max_steps: 45
-  batch_size: 2
-  max_seq_len: 512
-  learning_rate: 4.0e-4
-  lora: {{r: 16, alpha: 32}}
-dpo:
-  # contrast_personas: [personas/another-person]   # negatives in another persona's voice
-  max_steps: 15
-  batch_size: 2
-  max_pairs: 40
-  max_length: 512
-  gen_max_tokens: 80
-eval:
-  ipip_variants: 2
-  max_questions: 16
-  paraphrases: 3
-  distinct_questions: 5
-  gen_max_tokens: 80
-export:
-  quants: [Q4_K_M]
-  out_dir: {out_dir}
 """
+
+
+def find_quickstart(recipes_dir: Path) -> Path:
+    """recipes/quickstart.yaml: beside the kit's source tree (a checkout, an editable install),
+    else in the recipes folder init writes to; one line when neither has it."""
+    from kit.errors import KitError
+
+    kit_root = Path(__file__).resolve().parents[2]
+    for candidate in (kit_root / "recipes" / "quickstart.yaml", Path(recipes_dir) / "quickstart.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise KitError("recipes/quickstart.yaml not found (the starter recipe is generated from it)",
+                   where="perskit init",
+                   fix="run init in a perskit checkout, or pass --recipes to a folder holding quickstart.yaml")
+
+
+def _contrast_line(line: str, source: Path, root: Path) -> str:
+    """Keep ``contrast_personas`` where its folders exist under the new project's root; else point
+    at the persona bundled beside the quickstart; else comment the line out."""
+    m = re.match(r"^(\s*)contrast_personas:\s*\[(.*?)\](.*)$", line)
+    if not m:
+        return line
+    names = [n.strip().strip("'\"") for n in m.group(2).split(",") if n.strip()]
+    bundled = source.resolve().parents[1]
+    out = []
+    for n in names:
+        if Path(n).is_absolute() or (root / n).is_dir():
+            out.append(n)
+        elif (bundled / n).is_dir():
+            out.append((bundled / n).as_posix())
+        else:
+            return f"{m.group(1)}# contrast_personas: [{', '.join(names)}]   # not found: name a persona folder"
+    return f"{m.group(1)}contrast_personas: [{', '.join(out)}]{m.group(3)}"
+
+
+def starter_recipe(source: Path, *, persona_id: str, name: str, persona: str, recipe: Path, root: Path) -> str:
+    """The quickstart's text with its top-level ``name:`` and ``persona:`` lines replaced."""
+    from kit.errors import KitError
+
+    lines = source.read_text(encoding="utf-8").splitlines()
+    for key, value in (("name", persona_id), ("persona", persona)):
+        hits = [i for i, ln in enumerate(lines) if re.match(rf"^{key}:\s", ln)]
+        if len(hits) != 1:
+            raise KitError(f"expected one top-level '{key}:' line, found {len(hits)}", where=source,
+                           fix="restore the quickstart recipe from git")
+        lines[hits[0]] = f"{key}: {value}"
+    lines = [_contrast_line(ln, source, root) for ln in lines]
+    head = HEADER.format(id=persona_id, name=name, recipe=recipe)
+    return head + "\n".join(lines) + "\n"
 
 
 @click.command("init")
@@ -125,7 +130,6 @@ export:
 def command(persona_id: str, name: str | None, parent: str, recipes_dir: str):
     """Scaffold personas/<id>/ with persona.yaml and example sources, and recipes/<id>.yaml."""
     import os
-    import re
 
     from kit.errors import KitError
     from kit.rundir import atomic_write_text
@@ -140,6 +144,7 @@ def command(persona_id: str, name: str | None, parent: str, recipes_dir: str):
     recipe = Path(recipes_dir) / f"{persona_id}.yaml"
     if recipe.exists():
         raise KitError("recipe already exists", where=recipe, fix="choose another id or remove that recipe")
+    source = find_quickstart(Path(recipes_dir))
     name = name or persona_id.replace("-", " ").replace("_", " ").title()
     atomic_write_text(folder / "persona.yaml", TEMPLATE.format(id=persona_id, name=name, folder=folder))
     atomic_write_text(folder / "sources" / "biography.md",
@@ -153,7 +158,8 @@ def command(persona_id: str, name: str | None, parent: str, recipes_dir: str):
     recipe.parent.mkdir(parents=True, exist_ok=True)
     root = find_root(recipe.resolve())
     rel = Path(os.path.relpath(folder.resolve(), root)).as_posix()
-    atomic_write_text(recipe, RECIPE.format(id=persona_id, name=name, persona=rel, recipe=recipe, out_dir="export"))
+    atomic_write_text(recipe, starter_recipe(source, persona_id=persona_id, name=name, persona=rel, recipe=recipe,
+                                             root=root))
     click.echo(f"created {folder}/persona.yaml and {recipe}")
     click.echo(f"next: write sources and gold answers, then `perskit persona validate {folder}` "
                f"and `perskit run {recipe}`")
