@@ -25,6 +25,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from kit.progress import heartbeat
+
 SOURCES = ("base_brief", "sft_other_stage", "sft_contrast", "induction", "knows_later",
            "base_model", "other_persona", "wrong_stage")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -267,7 +269,8 @@ def mine_pairs(records: list[dict], cfg, *, contrast: dict[str, list[dict]] | No
             res.notes[source] = why
             continue
         say(f"mining: {source} negatives")
-        got, notes = _run_source(m, source)
+        with heartbeat(f"dpo: mining {source} negatives"):  # off a terminal: a line every 30 s
+            got, notes = _run_source(m, source)
         res.pairs += got
         res.counts[source] = len(got)
         res.notes.update(notes)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kit.errors import KitError
+from kit.progress import heartbeat
 from kit.rundir import Manifest, hash_obj, hash_paths, read_jsonl, write_jsonl
 
 
@@ -159,7 +160,8 @@ def train_rounds(ctx, backend, base, echo) -> tuple[dict, list[dict]]:
         out_dir = stage.path if last else stage.path / f"round-{k}"
         result = backend.dpo(cfg, dcfg, pairs_path, out_dir, base.folder, start, resume=ctx.resume and k == 1)
         start = out_dir / "adapter"
-        held = _score(loaded, run_dir, base, start)
+        with heartbeat("dpo: held-out rewards"):
+            held = _score(loaded, run_dir, base, start)
         echo(f"dpo: round {k}: held-out reward accuracy {held.get('reward_accuracy')} "
              f"margin {held.get('reward_margin')} on {held.get('n')} pairs")
         rounds.append({"round": k, **figures, "heldout": held,
@@ -204,8 +206,9 @@ def run(ctx) -> Manifest:
     if dcfg.general_check:
         from kit.dpo.heldout import general_perplexity
 
-        general = general_perplexity(base.folder, {"base": None, "sft": adapter, "dpo": run_dir.dpo_adapter},
-                                     dcfg.max_length)
+        with heartbeat("dpo: general-text perplexity"):
+            general = general_perplexity(base.folder, {"base": None, "sft": adapter, "dpo": run_dir.dpo_adapter},
+                                         dcfg.max_length)
         echo(f"dpo: general-text perplexity {general['perplexity']}")
     # metrics.reward_accuracy is the trainer's, on the pairs it trained on; heldout is the honest one
     return stage.finish(counts=rounds[-1]["pair_counts"], metrics=result, heldout=rounds[-1]["heldout"],

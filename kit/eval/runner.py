@@ -251,10 +251,12 @@ class _progress:
         self.console, self.label = console, label
 
     def __enter__(self):
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.p = Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} prompts"),
-                          TimeElapsedColumn(), console=self.console, transient=True)
+        from kit.progress import progress  # rich on a terminal, a line every 30 s in a log
+
+        self.p = progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} prompts"),
+                          TimeElapsedColumn(), console=self.console, transient=True, unit="prompts")
         self.p.__enter__()
         self.task = self.p.add_task(self.label, total=None)
         return lambda n: self.p.advance(self.task, n)

@@ -14,12 +14,14 @@ def bundle_dir(ctx):
 
 def run(ctx) -> Manifest:
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from kit.export.bundle import export_run
+    from kit.progress import progress
 
     _quiet_transformers()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+    # a spinner on a terminal; in a log, "export: <step> still running (90 s)" every 30 s
+    with progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=ctx.console or Console(stderr=True), transient=True) as bar:
         task = bar.add_task("export", total=None)
         export_run(ctx.loaded, ctx.persona, ctx.run, force=ctx.force,

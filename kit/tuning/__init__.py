@@ -48,8 +48,18 @@ def pick(table: dict[str, str], name: str, where: str) -> ModuleType:
 
 def generate(backend: str, base_dir: Path, adapter: Path | None, messages_batch: list[list[dict]],
              max_tokens: int) -> list[str]:
-    """Greedy replies from the base model (``adapter=None``) or base + adapter, on ``backend``."""
-    return pick(GENERATORS, backend, "train.backend").generate(base_dir, adapter, messages_batch, max_tokens)
+    """Greedy replies from the base model (``adapter=None``) or base + adapter, on ``backend``.
+    Off a terminal a line every 30 s says how many are done (``kit.progress``)."""
+    import inspect
+
+    from kit.progress import counter
+
+    module = pick(GENERATORS, backend, "train.backend")
+    what = f"generate ({'base model' if adapter is None else Path(adapter).parent.name + ' adapter'})"
+    with counter(what, len(messages_batch), unit="replies") as tick:
+        if "progress" in inspect.signature(module.generate).parameters:
+            return module.generate(base_dir, adapter, messages_batch, max_tokens, progress=tick)
+        return module.generate(base_dir, adapter, messages_batch, max_tokens)  # a worker process: no counter
 
 
 def is_main_process() -> bool:

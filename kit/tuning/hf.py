@@ -180,8 +180,9 @@ def load_for_inference(base_dir: Path, adapter: Path | None, device: str = "cpu"
 
 
 def generate(base_dir: Path, adapter: Path | None, messages_batch: list[list[dict]], max_tokens: int,
-             batch_size: int = 8) -> list[str]:
-    """Greedy replies for each conversation (deterministic, so mining is reproducible)."""
+             batch_size: int = 8, progress=None) -> list[str]:
+    """Greedy replies for each conversation (deterministic, so mining is reproducible);
+    ``progress(n)`` is told after each batch."""
     import torch
 
     from kit.tuning.data import resolve_chat_template
@@ -200,4 +201,6 @@ def generate(base_dir: Path, adapter: Path | None, messages_batch: list[list[dic
             gen = model.generate(**enc, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
         for row in gen[:, enc["input_ids"].shape[1]:]:
             outs.append(tok.decode(row, skip_special_tokens=True).strip())
+        if progress:
+            progress(len(chunk))
     return outs

@@ -160,7 +160,8 @@ def run_loop(model, dataset, cfg, out_dir: Path, loss, iterate, steps: int, lr: 
             "tokens_per_s": round(sum(cb.tps) / len(cb.tps), 1) if cb.tps else 0.0, "train_seconds": round(seconds, 2)}
 
 
-def generate(base_dir: Path, adapter: Path | None, messages_batch: list[list[dict]], max_tokens: int) -> list[str]:
+def generate(base_dir: Path, adapter: Path | None, messages_batch: list[list[dict]], max_tokens: int,
+             progress=None) -> list[str]:
     mlx_core()
     from mlx_lm import generate as mlx_generate
     from mlx_lm import load
@@ -176,4 +177,6 @@ def generate(base_dir: Path, adapter: Path | None, messages_batch: list[list[dic
         prompt = tok.apply_chat_template(msgs, chat_template=template, tokenize=False, add_generation_prompt=True)
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
         out.append(mlx_generate(model, wrapper, ids, max_tokens=max_tokens, verbose=False).strip())
+        if progress:
+            progress(1)
     return out

@@ -2,8 +2,9 @@
 
 One callback does both, so the numbers on screen and in ``metrics.jsonl`` are the same:
 step, loss, learning rate, effective (non-padding) tokens per second and ETA, plus DPO's
-reward accuracy and margins when the trainer logs them. Lines are appended with fsync,
-so a crash keeps every step logged before it.
+reward accuracy and margins when the trainer logs them (off a terminal the bar is a plain
+line every 30 s, ``kit.progress``). Lines are appended with fsync, so a crash keeps every
+step logged before it.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ class _Bar:
     """The rich bar (step, loss, tokens/s, ETA), shown on the main process only."""
 
     def __init__(self, desc: str, total: int, done: int):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.progress = Progress(
+        from kit.progress import progress
+
+        self.progress = progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False, unit="steps")
         self.progress.start()
         self.task = self.progress.add_task(desc, total=total, completed=done, loss="-", tps="-")
 
