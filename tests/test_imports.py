@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,11 @@ def test_init_scaffold_validates(tmp_path):
     assert r.returncode == 2 and "invalid persona id" in r.stderr
 
 
+# Run outside the repo, `python -m kit` must still import this checkout's kit (and so read its
+# quickstart), not whichever clone the venv's editable install points at.
+_THIS_CHECKOUT = {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+
+
 def _recipe_diff(recipe: Path) -> list[str]:
     """The lines of ``recipe`` that differ from recipes/quickstart.yaml (ndiff, +/- only)."""
     import difflib
@@ -77,7 +83,7 @@ def test_init_recipe_is_the_quickstart(tmp_path):
     it adds) differ, so the two cannot drift."""
     (tmp_path / "personas").mkdir()
     (tmp_path / "personas" / "tomas-reyes").symlink_to(REPO / "personas" / "tomas-reyes")
-    r = run_cli("init", "new-person", cwd=tmp_path)
+    r = run_cli("init", "new-person", cwd=tmp_path, env=_THIS_CHECKOUT)
     assert r.returncode == 0, r.stderr
     recipe = tmp_path / "recipes" / "new-person.yaml"
     diff = _recipe_diff(recipe)
@@ -96,7 +102,8 @@ def test_init_recipe_is_the_quickstart(tmp_path):
 def test_init_recipe_outside_a_checkout(tmp_path):
     """In an empty folder the quickstart's contrast persona is not there: the generated recipe
     points at the one bundled with perskit, and nothing else changes."""
-    r = run_cli("init", "new-person", "--dir", str(tmp_path / "p"), "--recipes", str(tmp_path / "r"), cwd=tmp_path)
+    r = run_cli("init", "new-person", "--dir", str(tmp_path / "p"), "--recipes", str(tmp_path / "r"), cwd=tmp_path,
+                env=_THIS_CHECKOUT)
     assert r.returncode == 0, r.stderr
     recipe = tmp_path / "r" / "new-person.yaml"
     diff = [ln for ln in _recipe_diff(recipe) if not _allowed(ln)]
