@@ -68,6 +68,7 @@ class _Task:
     label: str = ""  # the first description: a task whose description names its steps is summed up by it
     created: float = 0.0
     first: float = 0.0  # completed when added (a resumed run): the ETA counts only this run's rate
+    finished: bool = False  # reached its total: summed up once, then quiet
 
 
 class PlainProgress:
@@ -111,6 +112,10 @@ class PlainProgress:
             t.fields.update(fields)
             if description is not None and description != t.description:
                 t.description, t.started = description, self.clock()  # a new step: its own clock
+            done = t.total is not None and t.completed >= t.total
+            if done and not t.finished:  # a finished task ends now, not with the whole display
+                self._say(t, self.summary(t))
+            t.finished = done
 
     def start(self) -> None:
         if self.thread and self._worker is None:
@@ -127,7 +132,8 @@ class PlainProgress:
             # A step that fails before its first line ends with the error's one line alone.
             if self.spoke or not failed:
                 for t in self.tasks.values():
-                    self._say(t, self.summary(t, failed))
+                    if not t.finished:
+                        self._say(t, self.summary(t, failed))
             self.tasks.clear()
 
     def __enter__(self):
@@ -144,7 +150,7 @@ class PlainProgress:
         with self._lock:
             now = self.clock()
             for t in self.tasks.values():
-                if now - t.said >= self.every:
+                if not t.finished and now - t.said >= self.every:
                     self._say(t, self.line(t, now))
                     self.spoke = True
 

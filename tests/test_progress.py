@@ -54,11 +54,15 @@ def test_plain_lines_every_interval_with_eta_and_summary():
         p.tick()
         p.tick()  # once per interval, not once per tick
         assert _lines(buf) == ["construct answers: 10/40 (30 s, ETA 90 s)"]
-        p.advance(task, 30)
         clock.now += 95
+        p.advance(task, 30)  # done: summed up now, and quiet from here on
+        other = p.add_task("questions", total=5)
+        clock.now += 30
         p.tick()
-    assert _lines(buf)[1:] == ["construct answers: 40/40 (2 min 5 s, ETA 0 s)",
-                               "construct answers: 40/40 done in 2 min 5 s"]
+    assert _lines(buf)[1:] == ["construct answers: 40/40 done in 2 min 5 s",
+                               "construct questions: 0/5 (30 s)",
+                               "construct questions: 0/5 done in 30 s"]
+    assert other == 1
 
 
 def test_unknown_total_step_names_and_fields():
