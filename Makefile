@@ -10,8 +10,10 @@ quickstart: install
 smoke: install
 	.venv/bin/perskit run recipes/smoke.yaml
 
+# Two worker processes (pytest-xdist), one thread each; a test file stays on one worker so its
+# module fixtures are built once. The 15 slowest tests are listed at the end.
 test: install
-	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q -p no:cacheprovider
+	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
 
 # Chat with the quickstart persona (after `make quickstart`).
 chat: install

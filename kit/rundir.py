@@ -20,8 +20,9 @@ import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 # A stage's manifest: status, inputs_hash, counts, metrics, timings and what it recorded
 # for later stages (the sft stage's ``base``). Plain JSON on disk.
@@ -258,3 +259,24 @@ def replace_dir(tmp: Path, dest: Path) -> None:
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(tmp, dest)
+
+
+@contextmanager
+def build_lock(dest: Path) -> Iterator[None]:
+    """Hold an exclusive lock (``.<name>.lock`` beside ``dest``) while this process builds a
+    shared cached ``dest``: a second process (a parallel test worker, a second run) waits, then
+    finds the finished build instead of building it again or replacing it under a reader.
+    POSIX ``flock``; where there is none the build still lands atomically, just maybe twice."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(dest.with_name(f".{dest.name}.lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -39,11 +39,15 @@ def tiny_gguf(home: Path) -> Path:
         return smollm2_gguf()
     from kit.export.ggufops import convert_hf
     from kit.models.resolve import materialize
+    from kit.rundir import build_lock
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.gguf")
-    convert_hf(materialize("tiny-llama-spm"), tmp)
-    os.replace(tmp, out)
+    # chat-tests/ is shared by the parallel test workers (conftest): one converts, under a lock,
+    # into a name of its own, and the finished file is renamed into place.
+    with build_lock(out):
+        if not out.is_file():
+            tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.gguf")
+            convert_hf(materialize("tiny-llama-spm"), tmp)
+            os.replace(tmp, out)
     return out
 
 

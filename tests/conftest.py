@@ -1,7 +1,8 @@
 """Shared test setup.
 
 - Every test session gets its own PERSKIT_HOME (models cache, chat history), so tests
-  never touch the user's real data dir; built models are shared within the session.
+  never touch the user's real data dir; built models are shared within the session, and
+  with ``-n 2`` (pytest-xdist) between its workers (``_share_builds``).
 - Threads are pinned to 1: CI has 2 cores and several tests spawn subprocesses.
 """
 
@@ -38,10 +39,25 @@ def _pin_converter() -> None:
         pass  # export tests then fail with the one-line "converter not installed" message
 
 
+def _share_builds(home: Path, tmp_path_factory) -> None:
+    """Under pytest-xdist each worker has its own home (chat history, data) but the models it
+    builds are the same: ``models/`` and ``chat-tests/`` link to one folder per run, whose
+    builders take a file lock and rename finished builds into place (kit.rundir.build_lock)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    shared = tmp_path_factory.getbasetemp().parent / "perskit-shared"  # the run's basetemp
+    for name in ("models", "chat-tests"):
+        (shared / name).mkdir(parents=True, exist_ok=True)
+        (home / name).symlink_to(shared / name, target_is_directory=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def perskit_home(tmp_path_factory):
     """Point the kit's home at a temporary folder for the whole session."""
-    home = os.environ.get("PERSKIT_TEST_HOME") or str(tmp_path_factory.mktemp("perskit-home"))
+    home = os.environ.get("PERSKIT_TEST_HOME")
+    if not home:
+        home = str(tmp_path_factory.mktemp("perskit-home"))
+        _share_builds(Path(home), tmp_path_factory)
     old = os.environ.get("PERSKIT_HOME")
     _pin_converter()
     os.environ["PERSKIT_HOME"] = home

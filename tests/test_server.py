@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -211,30 +212,49 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(args: list[str], probe: str, log):
-    """Start ``python <args>`` on a free port, wait until GET ``probe`` answers, yield its URL, stop it."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, *args, "--port", str(port)], env=dict(os.environ, OMP_NUM_THREADS="1"),
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"server exited with {proc.returncode}"
-            try:
-                if httpx.get(f"{url}{probe}", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"{args[:2]} did not come up"
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
+    """Start ``python <args>`` on a free port, wait until GET ``probe`` answers, yield its URL, stop it.
+
+    The port is free when picked but only bound when the server starts; with tests in parallel
+    another process can take it in between, so a start that fails on a taken port is retried
+    on a new one."""
+    for attempt in range(3):
+        port, seen = free_port(), os.path.getsize(log.name)
+        proc = subprocess.Popen([sys.executable, *args, "--port", str(port)],
+                                env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            if _came_up(proc, url, probe, args):
+                yield url
+                return
+            taken = b"address already in use" in Path(log.name).read_bytes()[seen:].lower()
+            assert taken and attempt < 2, f"server exited with {proc.returncode}"
+        finally:
+            _stop(proc)
+
+
+def _came_up(proc, url: str, probe: str, args: list[str]) -> bool:
+    """True once GET ``probe`` answers 200; False if the server process exited first."""
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            return False
+        try:
+            if httpx.get(f"{url}{probe}", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{args[:2]} did not come up"
+        time.sleep(0.2)
+
+
+def _stop(proc) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.slow

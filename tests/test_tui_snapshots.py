@@ -69,7 +69,19 @@ def test_snapshot_stage_switcher(snap_compare, tmp_path):
 
 
 def test_snapshot_settings(snap_compare, tmp_path):
-    assert snap_compare(app_for(tmp_path), terminal_size=SIZE, press=["ctrl+s"], run_before=_steady)
+    from textual.widgets import Input
+
+    async def run_before(pilot):
+        await _steady(pilot)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        # The focused field's cursor blinks every 0.5 s: shown or not depended on how fast the
+        # box was. Blinking off (after the screen focused it) hides it for good.
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(app_for(tmp_path), terminal_size=SIZE, run_before=run_before)
 
 
 def test_snapshot_discussion(snap_compare, tmp_path):
@@ -85,12 +97,26 @@ def test_snapshot_discussion(snap_compare, tmp_path):
 
 
 def test_snapshot_command_palette(snap_compare, tmp_path):
+    from textual.command import CommandInput, CommandPalette
+
     async def run_before(pilot):
         await _steady(pilot)
         await pilot.press("ctrl+p")
         await pilot.pause()
+        assert isinstance(pilot.app.screen, CommandPalette)
+        # The palette's own input blinks too (every 0.5 s); with blinking off the cursor stays
+        # shown after typing. A fixed pause here raced that blink and the palette's search.
+        pilot.app.screen.query_one(CommandInput).cursor_blink = False
         for ch in "stage":
             await pilot.press(ch)
-        await pilot.pause(0.5)
+        await _palette_settled(pilot)
 
     assert snap_compare(app_for(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+async def _palette_settled(pilot):
+    """Wait until the palette's search for what was typed has finished and drawn its hits
+    (it runs in a worker, and shows a busy indicator after 0.5 s under load)."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()

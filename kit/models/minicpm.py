@@ -165,4 +165,9 @@ def ensure_llama(model_dir: Path, cache: Path) -> Path:
     dest = Path(cache) / f"{name}-{fingerprint(model_dir)[:8]}-minicpm-llama"
     if (dest / "config.json").is_file() and (dest / "minicpm_fold.json").is_file():
         return dest
-    return convert_minicpm(Path(model_dir), dest)
+    from kit.rundir import build_lock
+
+    with build_lock(dest):  # convert_minicpm writes <dest>.tmp: one process at a time
+        if (dest / "config.json").is_file() and (dest / "minicpm_fold.json").is_file():
+            return dest
+        return convert_minicpm(Path(model_dir), dest)

@@ -10,7 +10,8 @@ Accepted names:
 
 Built models are cached under ``<cache home>/models/<name>`` (``kit.home``: ``$PERSKIT_HOME``,
 default ``~/.cache/perskit``). Builds go to a temp folder and are renamed into place, so an
-interrupted build never leaves a half model that a later run would trust.
+interrupted build never leaves a half model that a later run would trust, and a file lock
+lets one process build while others (parallel test workers, a second run) wait for it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.rundir import replace_dir
+from kit.rundir import build_lock, replace_dir
 
 EMBEDDED = {
     # alias: (python package, GGUF file inside it, extra to install)
@@ -57,8 +58,11 @@ def embedded_gguf(alias: str) -> Path:
         # gemma3-270m ships its GGUF in chunks; the package assembles it on request.
         path = home() / "models" / f"{alias}.gguf"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            importlib.import_module(package).assemble(output_path=str(path))
+            with build_lock(path):
+                if not path.exists():  # assembled into a temp name, then renamed: never half a file
+                    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                    importlib.import_module(package).assemble(output_path=str(tmp))
+                    os.replace(tmp, path)
     if not path.is_file():
         raise KitError(f"GGUF for '{alias}' missing at {path}", where="model", fix=f"reinstall: {install}")
     return path
@@ -109,20 +113,22 @@ def materialize(name: str, cache_dir: Path | None = None) -> Path:
         dest = cache / f"{key}-hf"
         if (dest / ".complete").exists():
             return dest
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
-        try:
-            if name in TINY_MODELS:
-                build_tiny(name, tmp)
-            else:
-                gguf = p if p.suffix == ".gguf" else embedded_gguf(name)
-                if not gguf.is_file():
-                    raise KitError("GGUF file not found", where=str(gguf), fix="check the path")
-                _dequantize_gguf(gguf, tmp)
-            (tmp / ".complete").write_text(name)
-            replace_dir(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with build_lock(dest):  # one builder at a time; the others then find its build
+            if (dest / ".complete").exists():
+                return dest
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
+            try:
+                if name in TINY_MODELS:
+                    build_tiny(name, tmp)
+                else:
+                    gguf = p if p.suffix == ".gguf" else embedded_gguf(name)
+                    if not gguf.is_file():
+                        raise KitError("GGUF file not found", where=str(gguf), fix="check the path")
+                    _dequantize_gguf(gguf, tmp)
+                (tmp / ".complete").write_text(name)
+                replace_dir(tmp, dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         return dest
     if "/" in name and not p.exists() and len(name.split("/")) == 2 and not name.startswith((".", "/", "~")):
         from kit.models.hub import hub_snapshot
