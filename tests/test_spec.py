@@ -14,7 +14,7 @@ from kit.spec.persona import load_persona
 from kit.spec.recipe import load_recipe
 
 # By name: a user's own `perskit init my-persona` folder must not become a project test.
-BUNDLED = ["ada-lin", "calm-optimist", "tomas-reyes"]
+BUNDLED = ["ada-lin", "booker-washington", "calm-optimist", "tomas-reyes"]
 
 GOOD = """\
 id: demo
