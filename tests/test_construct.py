@@ -81,9 +81,9 @@ big_five: {O: high, C: medium, E: very high, A: high, N: low}
 
 def make_recipe(root: Path, persona: str = "personas/mara", **construct) -> Path:
     # the scripted teacher's word salad would fail the relevance gate (tested on its own in
-    # test_construct_gates.py); back-translation is off so slot counts stay simple here
-    c = {"retriever": "bm25", "patterns": {"ordinary": 2, "opinion": 2, "anti_induction": 2, "trait": 3,
-                                            "backtranslation": 0},
+    # test_construct_gates.py); back-translation (own words) is off so slot counts stay simple here
+    c = {"retriever": "bm25", "own_words": 0, "patterns": {"ordinary": 2, "opinion": 2, "anti_induction": 2,
+                                                           "trait": 3, "backtranslation": 0},
          "test_fraction": 0.25, "min_relevance": 0, "best_of": 1, **construct}
     r = root / "recipes" / "t.yaml"
     r.parent.mkdir(exist_ok=True)

@@ -81,7 +81,7 @@ def test_questions_that_point_at_the_prompt_or_ask_nothing_fall_back():
     probe = "...Why don't you just put your trio on Spotify so people can stream the set?"
     assert resolve_question({**slot, "subtype": "anachronism"}, None, _ada(), {"question": probe})[1] == "teacher"
     assert junk_reason("Tell me about the Fennick Swing Bridge survey.", None, pattern="ordinary") is None
-    for pid in ("ada-lin", "tomas-reyes"):  # no hand-written question trips these gates
+    for pid in ("ada-lin", "booker-washington", "tomas-reyes"):  # no hand-written question trips these gates
         spec = load_persona(REPO / "personas" / pid).spec
         assert [g.q for g in spec.gold if junk_reason(g.q, spec, pattern=g.type)] == []
 
@@ -361,7 +361,7 @@ def test_a_teacher_answer_copying_a_gold_answer_is_rejected():
     assert [r["id"] for r in kept] == ["own"] and drops == Counter(copied_example=1)
 
 
-@pytest.mark.parametrize("persona_id", ["ada-lin", "tomas-reyes"])
+@pytest.mark.parametrize("persona_id", ["ada-lin", "booker-washington", "tomas-reyes"])
 def test_no_bundled_gold_answer_trips_a_gate(persona_id):
     """The gates reject teacher debris, not the answers we wrote as the standard (relevance
     aside, which needs the embedder and is checked by construct's own gold rows)."""

@@ -35,7 +35,7 @@ def test_real_teacher_small_construction(tmp_path):
         "name": "real", "persona": str(persona),
         "teacher": {"kind": "llamacpp", "model": "smollm2-135m-instruct", "n_ctx": 2048, "n_threads": 1,
                     "sampling": {"temperature": 0.7, "max_tokens": 64}, "retries": 1},
-        "construct": {"max_passages": 3, "patterns": {"ordinary": 1, "opinion": 1, "anti_induction": 1,
+        "construct": {"max_passages": 3, "own_words": 0, "patterns": {"ordinary": 1, "opinion": 1, "anti_induction": 1,
                                                                 "backtranslation": 0, "trait_with_sources": 0},
                       "retriever": "bm25", "knowledge_words": 90, "style_words": 40, "few_shot": 1,
                       "passage_words": 90},

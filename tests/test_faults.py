@@ -44,6 +44,7 @@ persona: {persona}
 teacher: {{kind: scripted, delay_s: 0.08}}
 construct:
   max_passages: 3
+  own_words: 4
   patterns: {{ordinary: 1, opinion: 1, anti_induction: 1, trait: 2}}
   knowledge_words: 120
   style_words: 60

@@ -37,6 +37,7 @@ teacher:
   concurrency: 4
 construct:
   max_passages: 4
+  own_words: 0
   patterns: {{ordinary: 2, opinion: 2, anti_induction: 2, trait: 2}}
   knowledge_words: 120
   style_words: 60

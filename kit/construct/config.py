@@ -13,9 +13,10 @@ class PatternCounts(Strict):
     ordinary: int = Field(2, ge=0, description="Factual questions per objective passage.")
     opinion: int = Field(2, ge=0, description="Opinion prompts per subjective passage; the stance (agree, "
                                               "disagree, strong conflict) rotates across the whole run.")
-    backtranslation: int = Field(1, ge=0, description="Per subjective passage: spans of the persona's own words "
-                                                      "used as answers, the teacher writing only the question "
-                                                      "(instruction back-translation).")
+    backtranslation: int = Field(1, ge=0, description="With construct.own_words: 0 only: spans of the persona's own "
+                                                      "words per selected subjective passage, used as answers, the "
+                                                      "teacher writing only the question (instruction "
+                                                      "back-translation).")
     anti_induction: int = Field(2, ge=0, description="Inductive attacks per passage (false premise, pressure, identity, anachronism, leading).")
     trait: int = Field(12, ge=0, description="Trait-revealing scenarios per stage for trait-only personas.")
     trait_with_sources: int = Field(2, ge=0, description="Trait-revealing scenarios per stage for material-based "
@@ -24,7 +25,17 @@ class PatternCounts(Strict):
 
 class ConstructConfig(Strict):
     passage_words: int = Field(180, ge=30, description="Target passage length in words when splitting sources.")
-    max_passages: int | None = Field(None, ge=1, description="Cap on passages used (small runs, CI).")
+    max_passages: int | None = Field(None, ge=1, description="Cap on the passages that teacher-written patterns "
+                                                             "(ordinary, opinion, anti-induction) are planned on; "
+                                                             "own-word rows come from every passage (own_words).")
+    own_words: int | Literal["all"] = Field(
+        "all", description="Own-word rows (instruction back-translation over every subjective source): every "
+                           "usable first-person span ('all'), at most N spread over the whole life, or 0 for the "
+                           "old per-passage patterns.backtranslation spans on the max_passages passages only.")
+    heldout_passages: float = Field(
+        0.15, ge=0, lt=1, description="Share of subjective passages held out whole, per stage, for the voice "
+                                      "and likelihood metrics (with own_words on): none of their text reaches "
+                                      "SFT, DPO or the teacher (checked on the written rows).")
     patterns: PatternCounts = Field(default_factory=PatternCounts)
     knowledge_words: int = Field(1500, ge=0, description="Words of objective knowledge retrieved per question (PersLLM: ~1500).")
     style_words: int = Field(500, ge=0, description="Words of the persona's own writing retrieved per question (PersLLM: ~500).")

@@ -280,7 +280,9 @@ def candidate_reason(rec: dict, cand: dict, cfg, language: str, support: str | N
         ("knows_later", lambda: rec.get("pattern") != "backtranslation" and knows_later(text, rec)),
         ("gave_in", lambda: rec.get("pattern") == "anti_induction" and gave_in(q, text, rec.get("subtype"))),
         ("unsupported", lambda: support is not None and (unsupported_share(text, support) or 0) > cfg.max_unsupported),
-        ("off_topic", lambda: relevance is not None and relevance < cfg.min_relevance),
+        # an own-word row's cheap question is cut from its own span (ownwords.span_question)
+        ("off_topic", lambda: relevance is not None and relevance < cfg.min_relevance
+         and not (rec.get("pattern") == "backtranslation" and rec.get("question_source") == "template")),
         ("ungrounded", lambda: terms is not None and rec.get("pattern") != "backtranslation"
          and ungrounded(q, text, terms)),
         ("judge_inconsistent", lambda: cfg.judge and cand.get("judge") is not None

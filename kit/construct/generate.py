@@ -14,6 +14,7 @@ import re
 
 from kit.construct import probes
 from kit.construct.filters import debris_reason
+from kit.construct.ownwords import span_question
 from kit.construct.prompts import render
 from kit.construct.spans import first_person_spans
 from kit.teachers.base import TeacherError
@@ -95,8 +96,11 @@ def select_passages(passages: list[dict], limit: int | None, n_stages: int) -> l
     return sorted(out, key=lambda p: passages.index(p))
 
 
-def plan_slots(persona, passages: list[dict], counts) -> list[dict]:
+def plan_slots(persona, passages: list[dict], counts, own: list[tuple] | None = None) -> list[dict]:
     """Every question to generate, in a fixed order.
+
+    ``own`` (from ``ownwords.own_word_spans``): the persona's own-word spans over all their
+    writing; when given they replace the per-passage ``counts.backtranslation`` spans.
 
     Stances and induction types rotate across the whole run (not per passage), so even
     ``opinion: 1`` meets agree, disagree and strong conflict once there are three
@@ -144,10 +148,13 @@ def plan_slots(persona, passages: list[dict], counts) -> list[dict]:
             for k in range(counts.opinion):
                 add("opinion", p["stage"], p, k, subtype=list(STANCES)[turn["stance"] % len(STANCES)])
                 turn["stance"] += 1
-            for k, span in enumerate(first_person_spans(p["text"], counts.backtranslation)):
-                add("backtranslation", p["stage"], p, k, subtype="own_words", span=span)
+            if own is None:
+                for k, span in enumerate(first_person_spans(p["text"], counts.backtranslation)):
+                    add("backtranslation", p["stage"], p, k, subtype="own_words", span=span)
         add_anti(p["stage"], p, counts.anti_induction)
     _cover(persona, passages, counts, slots, add)
+    for p, k, span, held in own or ():
+        add("backtranslation", p["stage"], p, k, subtype="own_words", span=span, heldout=held)
     return slots
 
 
@@ -269,17 +276,16 @@ def fallback_question(slot: dict, passage: dict | None, persona) -> str:
     if key == "anachronism":
         return FALLBACK[key].format(later=slot.get("later_topic") or probes.FALLBACK_LATER[0])
     if slot["pattern"] == "backtranslation":
-        passage = {"text": slot["span"]}  # the topic of the answer, not of the whole passage
+        return span_question(slot["span"], persona)  # the topic of the answer, not of the whole passage
     if slot["pattern"] == "trait":
         topic = second_person(slot["subtype"])
     elif slot["pattern"] == "opinion" and (op := stage_opinion(persona, slot["stage"], slot["k"])):
         topic = op.topic
     elif passage:
         # the passage's most frequent name (a capitalised word not opening a sentence) is a
-        # cheap, deterministic topic; else its most frequent long word
+        # cheap, deterministic topic; a bare common word ("Can you tell me about indulge?") is not
         names = re.findall(r"(?<=[a-z,;] )([A-Z][a-z]{3,}(?: [A-Z][a-z]{3,})*)", passage["text"])
-        ws = names or [w.lower() for w in re.findall(r"[A-Za-z]{7,}", passage["text"])]
-        topic = max(sorted(set(ws)), key=ws.count) if ws else "those years"
+        topic = max(sorted(set(names)), key=names.count) if names else "those years of your life"
     else:
         topic = "the way you live"
     return FALLBACK[key].format(topic=topic)

@@ -12,12 +12,14 @@ an interrupted-and-resumed run writes exactly what an uninterrupted one writes.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
 from kit.construct import generate as gen
 from kit.construct.filters import GATES_VERSION, apply_filters
 from kit.construct.ingest import ingest_persona
+from kit.construct.ownwords import heldout_passages, leaks, own_word_spans, reask_off_topic
 from kit.construct.prompts import prompts_dir, template_hash
 from kit.construct.retrieve import Retriever
 from kit.construct.split import card, gold_record, probe_row, split_gold, stratified_split, to_row
@@ -72,6 +74,9 @@ def run_construct(loaded, lp, run, *, force: bool = False, console=None) -> dict
         console.print(f"construct: up to date ({out}); use --force to rebuild from the cache")
         return stage.manifest()
     stage.begin(h, persona=persona.id)
+    t0 = time.monotonic()
+    gold_train, gold_test = split_gold(persona, cfg.test_fraction, cfg.seed)
+    held, own = _own_words(cfg, persona, passages)
     write_jsonl(out / "passages.jsonl", passages)
     rec_path = out / "records.jsonl"
     rows = [] if force else [r for r in read_jsonl(rec_path) if r.get("inputs_hash") == h]
@@ -80,11 +85,11 @@ def run_construct(loaded, lp, run, *, force: bool = False, console=None) -> dict
 
     teacher = make_teacher(loaded.spec.teacher, out / "cache")
     try:
-        retriever = Retriever(passages, cfg.retriever)
-        gold_train, gold_test = split_gold(persona, cfg.test_fraction, cfg.seed)
-        selected = gen.select_passages(passages, cfg.max_passages, len(persona.stages))
+        usable = [p for p in passages if not p["heldout"]]  # the teacher never sees a held-out passage
+        retriever = Retriever(usable, cfg.retriever)
+        selected = gen.select_passages(usable, cfg.max_passages, len(persona.stages))
         by_id = {p["id"]: p for p in passages}
-        slots = gen.plan_slots(persona, selected, cfg.patterns)
+        slots = gen.plan_slots(persona, selected, cfg.patterns, own)
         todo = [s for s in slots if s["id"] not in uniq]
         faults: Counter = Counter()
         with _progress(console) as prog:
@@ -94,14 +99,17 @@ def run_construct(loaded, lp, run, *, force: bool = False, console=None) -> dict
         if not records and slots:
             raise KitError(f"no records: all {len(slots)} answers failed ({teacher.last_error or 'unknown error'})",
                            where="recipe: teacher", fix="fix the teacher problem shown and rerun")
+        reask_off_topic(records, cfg.min_relevance, persona)  # counted below as off_topic fallbacks
         kept, drops, gates = apply_filters(records, cfg, persona.language, retriever, persona)
         faults = +faults  # keep only faults that happened
         fallbacks = Counter(r["question_issue"] for r in records if r.get("question_source") == "template")
         rates = _check_rates(cfg, slots, records, drops, fallbacks)
         drops.update({f"teacher_{k}": v for k, v in faults.items()})
         train, test, probes = _write_rows(out, persona, cfg, records, kept, gold_train, gold_test)
+        _check_leaks(persona, passages, train)
         counts = {**_counts(persona, slots, records, kept, train, test, drops, fallbacks),
-                  "probes": len(probes), "gates": dict(gates), "rates": rates}
+                  "probes": len(probes), "gates": dict(gates), "rates": rates,
+                  "heldout_passages": len(held), "throughput": _throughput(teacher.stats, train, t0)}
         teacher_info = {k: v for k, v in loaded.spec.teacher.model_dump(mode="json").items()}
         atomic_write_text(out / "card.md", card(persona, train=train, test=test, drops=drops,
                                                 stats=dict(teacher.stats), teacher=teacher_info,
@@ -124,7 +132,13 @@ def _write_rows(out: Path, persona, cfg, records, kept, gold_train, gold_test) -
     question to the other side), write the kept ones as SFT rows with the gold demonstrations
     (train) and gold eval items (test), and the rejected test-side questions as probes."""
     asked = [r for r in records if isinstance(r.get("question"), str) and r["question"].strip()]
-    train_side, test_side = stratified_split(asked, cfg.test_fraction, cfg.seed)
+    # With own words on, held-out own words are whole passages (voice items) and every other
+    # own-word row trains; the per-question split is for the teacher-written patterns.
+    whole = cfg.own_words != 0
+    split = [r for r in asked if not (whole and r.get("pattern") == "backtranslation")]
+    train_side, test_side = stratified_split(split, cfg.test_fraction, cfg.seed)
+    train_side += [r for r in asked if whole and r.get("pattern") == "backtranslation" and not r.get("heldout")]
+    test_side += [r for r in asked if r.get("heldout")]
     by_id = {r["id"]: r for r in kept}
     train_recs = [by_id[r["id"]] for r in train_side if r["id"] in by_id]
     test_recs = [by_id[r["id"]] for r in test_side if r["id"] in by_id]
@@ -143,7 +157,42 @@ def _write_rows(out: Path, persona, cfg, records, kept, gold_train, gold_test) -
 
 
 _SLOT_KEYS = ("id", "order", "pattern", "subtype", "pressure", "stage", "stage_index", "stage_end", "kind",
-              "passage_id", "later_topic", "domain")
+              "passage_id", "later_topic", "domain", "heldout")
+
+
+def _own_words(cfg, persona, passages: list[dict]) -> tuple[set, list | None]:
+    """(held-out passage ids, own-word spans to plan), marking each passage held out or not."""
+    held, own = set(), None
+    if cfg.own_words != 0:
+        held = heldout_passages(passages, cfg.heldout_passages, cfg.seed, [g.a for g in persona.gold])
+        own = own_word_spans(passages, held, None if cfg.own_words == "all" else cfg.own_words)
+    for p in passages:
+        p["heldout"] = p["id"] in held
+    return held, own
+
+
+def _check_leaks(persona, passages: list[dict], train: list[dict]) -> None:
+    """Fail the run if a training row carries text found only in a held-out passage."""
+    held = [p for p in passages if p["heldout"]]
+    if not held:
+        return
+    elsewhere = [p["text"] for p in passages if not p["heldout"]] + [g.a for g in persona.gold]
+    elsewhere += [persona.system_prompt(st.id) for st in persona.stages]
+    bad = leaks(train, held, elsewhere)
+    if bad:
+        raise KitError(f"{len(bad)} training rows carry text of a held-out passage (first: row {bad[0][0]}, "
+                       f"passage {bad[0][1]})", where="construct/train.jsonl",
+                       fix="report this as a bug: held-out passages must never reach training")
+
+
+def _throughput(stats: dict, train: list[dict], t0: float) -> dict:
+    """Own-word rows per minute of construct and teacher calls per training row."""
+    minutes = (time.monotonic() - t0) / 60
+    own = sum(r["meta"].get("source") == "backtranslation" for r in train)
+    calls = int(stats.get("calls", 0) or 0)
+    return {"wall_s": round(minutes * 60, 1), "own_word_train_rows": own,
+            "rows_per_min": round(len(train) / minutes, 2) if minutes else None,
+            "teacher_calls": calls, "teacher_calls_per_row": round(calls / len(train), 2) if train else None}
 
 
 def _answer_slots(todo, persona, by_id, retriever, teacher, cfg, gold_train, h, rec_path, prog, faults) -> None:

@@ -14,15 +14,18 @@ import re
 
 from kit.spec.persona import TRAIT_NAMES, TRAITS
 
+# Worded to belong to any century (a persona of the 1700s was asked about "a big party tonight"
+# and "plans for the weekend"): no modern institutions, devices or leisure habits.
 SCENARIOS = {
-    "work": ("a deadline at work was moved up to tomorrow", "a colleague criticised their work in a meeting",
-             "they are asked to take charge of a project nobody wants"),
-    "social": ("a friend invites them to a big party tonight", "two friends ask them to settle an argument",
-               "a stranger starts chatting to them on a long train journey"),
-    "everyday": ("their room or desk has become very messy", "they got an unexpected bill",
-                 "their plans for the weekend fell through"),
-    "novelty": ("they can try a dish they have never eaten", "someone suggests a spontaneous trip abroad",
-                "a friend lends them a book about an idea they have never met"),
+    "work": ("a piece of work they promised is suddenly wanted a week early",
+             "a colleague criticised their work in front of others",
+             "they are asked to take charge of a task nobody else wants"),
+    "social": ("a neighbour invites them to a large gathering that evening", "two friends ask them to settle an argument",
+               "a stranger starts talking to them on a long journey"),
+    "everyday": ("their room or desk has become very untidy", "they got an unexpected bill",
+                 "a day they had set aside for rest was taken up by others"),
+    "novelty": ("they can try a dish they have never eaten", "someone suggests setting out at once on a journey "
+                "to a place they have never seen", "a friend lends them a book about an idea they have never met"),
     "stress": ("they have to speak in front of a large audience", "a friend shares some bad news",
                "they made a mistake that others will soon notice"),
 }

@@ -12,6 +12,11 @@ import re
 
 _SENT = re.compile(r"(?<=[.!?])[\"'”’]?\s+(?=[\"'“‘(]?[A-Z])")
 _FIRST = re.compile(r"\b(I|my|me|mine|myself|we|our|us)\b")
+# A chapter heading that ingest joined to the paragraph after it ("XII DEFENSE OF THE PROVINCE
+# I had, on the whole, ..."): two or more all-capital words or roman numerals, then prose.
+_HEADING = re.compile(r"^(?:(?:[IVXLC]+|[A-Z][A-Z'’,-]+)[.:]?\s+){2,}(?=[A-Z][a-z]|I\s+[a-z])")
+# an editorial note in brackets ("[Illustration: ...]", "[Footnote 3: ...]")
+_NOTE = re.compile(r"\[[^\]]{0,300}\]")
 # a span must not open on a word that points back at text we cut away
 _DANGLING = re.compile(r"^[\"'“‘(]?(and|but|so|or|this|that|these|those|it|he|she|they|him|her|them|then|there|"
                        r"also|however|still|yet|which|such|both|here)\b", re.I)
@@ -25,8 +30,9 @@ def clean(text: str) -> str:
         if not s or s.startswith("#") or re.fullmatch(r"\*[^*].*\*", s):
             continue
         s = re.sub(r"^\*\*[^*]{1,60}\*\*\s*", "", s)  # "**Monday 2 February.** Water in..."
-        s = re.sub(r"[*_`]+", "", s)
-        lines.append(s)
+        s = re.sub(r"[*_`]+", "", _HEADING.sub("", _NOTE.sub("", s)))
+        if s.strip():
+            lines.append(s)
     return re.sub(r"\s+", " ", " ".join(lines)).strip()
 
 
@@ -34,8 +40,8 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENT.split(clean(text)) if s.strip()]
 
 
-def first_person_spans(text: str, n: int, min_words: int = 25, max_words: int = 90) -> list[str]:
-    """Up to ``n`` non-overlapping spans, most first-person first (ties: earliest)."""
+def first_person_spans(text: str, n: int | None, min_words: int = 25, max_words: int = 90) -> list[str]:
+    """Up to ``n`` (None: every) non-overlapping spans, most first-person first (ties: earliest)."""
     sents = sentences(text)
     scored = []
     for i in range(len(sents)):
@@ -54,7 +60,7 @@ def first_person_spans(text: str, n: int, min_words: int = 25, max_words: int = 
                 break
     picked: list[tuple[int, int]] = []
     for _, i, j in sorted(scored):
-        if len(picked) >= n:
+        if n is not None and len(picked) >= n:
             break
         if all(j < a or i > b for a, b in picked):
             picked.append((i, j))

@@ -51,7 +51,7 @@ def to_row(persona, rec: dict, *, style: dict, train_on_cot: bool) -> dict:
     target = rec["response"].strip()
     if train_on_cot and rec.get("analysis"):
         target = f"<think>{rec['analysis'].strip()}</think>\n{target}"
-    meta = {k: rec.get(k) for k in ("id", "pattern", "subtype", "pressure", "stage", "kind", "passage_id",
+    meta = {k: rec.get(k) for k in ("id", "pattern", "subtype", "pressure", "stage", "kind", "passage_id", "heldout",
                                     "question_source", "source", "knowledge_ids", "style_ids", "later_topic", "domain", "relevance")}
     if rec.get("analysis"):
         meta["analysis"] = rec["analysis"]
