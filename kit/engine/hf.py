@@ -18,6 +18,7 @@ from kit.engine.base import GenParams, Message
 from kit.errors import KitError
 
 MIN_SHARED_PREFIX = 16  # below this a cached prefix saves less than the cache copy costs
+REUSE_SLACK = 64  # rerun a stored prefix this much shorter than the batch's own shared one
 
 
 class HFEngine:
@@ -107,19 +108,19 @@ class HFEngine:
         import torch
 
         limit = min(len(s) for s in seqs) - 1  # every row keeps at least one token to run
-        if self._prefix is not None:
-            ids, cache = self._prefix
-            n = 0
-            while n < min(len(ids), limit) and all(s[n] == ids[n] for s in seqs):
-                n += 1
-            if n == len(ids):
-                return ids, cache
-            # Otherwise recompute: cropping a cache is not portable across cache types
-            # (sliding-window layers) or transformers versions, and one prefix forward is cheap.
         n = 0
         first = seqs[0]
         while n < limit and all(s[n] == first[n] for s in seqs):
             n += 1
+        if self._prefix is not None:
+            ids, cache = self._prefix
+            # The stored prefix serves when it is a prefix of every row and not much shorter than
+            # what this batch shares: a short one left by a batch that mixed two system prompts
+            # would make every later batch rerun its whole system prompt.
+            if len(ids) <= n and first[:len(ids)] == ids and (len(seqs) == 1 or n - len(ids) < REUSE_SLACK):
+                return ids, cache
+            # Otherwise recompute: cropping a cache is not portable across cache types
+            # (sliding-window layers) or transformers versions, and one prefix forward is cheap.
         if n < MIN_SHARED_PREFIX or len(seqs) < 2:
             return None
         ids = first[:n]
@@ -128,12 +129,11 @@ class HFEngine:
         self._prefix = (ids, out.past_key_values)
         return self._prefix
 
-    def _last_logits(self, seqs: list[list[int]]):
-        """Logits after each sequence's last token, one forward for the batch."""
+    def _tail_forward(self, seqs: list[list[int]], shared):
+        """One padded forward over each sequence's tail after the ``shared`` prefix (its KV cache
+        copied to the batch); returns (logits [batch, width, vocab], prefix length, tails)."""
         import torch
 
-        shared = (self._shared_prefix(seqs) if self.prefix_cache and (len(seqs) > 1 or self._prefix)
-                  else None)
         p = len(shared[0]) if shared else 0
         tails = [s[p:] for s in seqs]
         width = max(len(t) for t in tails)
@@ -147,8 +147,45 @@ class HFEngine:
             cache.batch_repeat_interleave(len(seqs))
             kwargs = {"past_key_values": cache, "use_cache": True}
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs)
+        return out.logits, p, tails
+
+    def _last_logits(self, seqs: list[list[int]]):
+        """Logits after each sequence's last token, one forward for the batch."""
+        import torch
+
+        shared = (self._shared_prefix(seqs) if self.prefix_cache and (len(seqs) > 1 or self._prefix)
+                  else None)
+        logits, _, tails = self._tail_forward(seqs, shared)
         last = torch.tensor([len(t) - 1 for t in tails], device=self.device)
-        return out.logits[torch.arange(len(seqs), device=self.device), last]
+        return logits[torch.arange(len(seqs), device=self.device), last]
+
+    def answer_nll_batch(self, items: list[tuple[list[Message], str]]) -> list[tuple[float, int]]:
+        """(summed negative log-likelihood, token count) of each answer as the assistant's reply
+        to its messages: one forward for the batch, the prompts' shared prefix (a system prompt)
+        run once. Likelihood metrics need no judge and no generation."""
+        import torch
+
+        seqs, starts = [], []
+        for messages, answer in items:
+            prompt = self.prompt_text(messages)
+            pre = self._encode(prompt)
+            full = self._encode(prompt + answer)
+            if full[:len(pre)] != pre:  # a token merged across the boundary: keep the prompt's own tokens
+                full = pre + self._encode(answer)
+            seqs.append(full)
+            starts.append(len(pre))
+        with torch.inference_mode():
+            # the shared prefix must end before every answer starts: each answer token is predicted
+            shared = (self._shared_prefix([s[:st] for s, st in zip(seqs, starts)])
+                      if self.prefix_cache and (len(seqs) > 1 or self._prefix) else None)
+            logits, p, tails = self._tail_forward(seqs, shared)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            out = []
+            for i, (seq, st) in enumerate(zip(seqs, starts)):
+                idx = torch.arange(st - 1 - p, len(seq) - 1 - p, device=self.device)
+                tgt = torch.tensor(seq[st:], device=self.device)
+                out.append((-float(logp[i, idx, tgt].sum()), len(seq) - st))
+        return out
 
     def _continuation_logprobs(self, seq: list[int], conts: list[list[int]]) -> list[float]:
         import torch

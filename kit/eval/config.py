@@ -43,9 +43,15 @@ class EvalConfig(Strict):
     split: Literal["test", "dev"] = Field(
         "test", description="Which share of the held-out questions to use: tune recipes on dev, report on test.")
     dev_share: float = Field(0.3, ge=0, lt=1, description="Share of held-out questions assigned to dev (by hash).")
-    variants: list[Literal["prompted", "sft", "dpo", "gguf", "placebo"]] = Field(
+    variants: list[Literal["prompted", "base_brief", "sft", "dpo", "gguf", "placebo"]] = Field(
         default_factory=lambda: ["prompted", "sft", "dpo"],
-        description="Model variants to compare (placebo = prompted again with another seed: a control).")
+        description="Model variants to compare (prompted = base model with the full persona description; "
+                    "base_brief = base model with the trained variants' brief prompt; placebo = prompted again "
+                    "with another seed: a control).")
+    voice_items: int = Field(200, ge=0, description="Held-out own-word spans scored by likelihood (voice, stage "
+                                                    "and persona by likelihood): forward passes only.")
+    knowledge_items: int = Field(120, ge=0, description="Multiple-choice knowledge items built from the materials, "
+                                                        "scored by likelihood (0 = off).")
     ipip_mode: Literal["auto", "logprob", "generate"] = Field(
         "auto", description="auto | logprob | generate (parse a digit; for engines without logprobs).")
     batch_size: int = Field(16, ge=1, description="Prompts per forward pass (IPIP scoring and generation).")

@@ -8,7 +8,7 @@ items (kit/eval/paired.py). All answers are greedy: the only randomness is in th
 from __future__ import annotations
 
 from kit.engine.base import GenParams
-from kit.eval import bigfive, ipip, metrics
+from kit.eval import bigfive, ipip, likelihood, metrics
 from kit.eval.paraphrase import paraphrases, wrappers
 from kit.eval.questions import Question, by_pattern, consistency_questions, distinct_questions, knowledge_questions
 
@@ -26,6 +26,7 @@ class Ctx:
         self.rows: list[dict] = []
         self.paired: dict[str, dict] = {}
         self.own_answers: list[str] = []  # the persona's own greedy answers, for the style metric
+        self.cache: dict = {}  # work shared by several metrics (likelihood: span scores)
 
     def system(self, stage: str | None) -> str:
         return self.inputs.system(stage, self.engine.name)
@@ -179,4 +180,5 @@ def style(c: Ctx):
 
 # Order matters: style reads the answers the earlier metrics collected.
 METRICS = (("big_five", big_five), ("induction", induction), ("knowledge", knowledge),
-           ("consistency", consistency), ("distinctiveness", distinctiveness), ("style", style))
+           ("consistency", consistency), ("distinctiveness", distinctiveness), ("style", style),
+           *likelihood.METRICS)

@@ -54,7 +54,10 @@ LOWER_IS_BETTER = {"big_five_mae", "big_five_rmse", "big_five_spread", "cross_st
                    "inter_persona_cosine", "inter_persona_bleu"}
 
 
-PAIRED_LOWER_IS_BETTER = {"big_five_item_error"}
+PAIRED_LOWER_IS_BETTER = {"big_five_item_error", "voice_nll"}
+# Each trained variant is compared with every baseline the run has: the prompted base model
+# (full description) first, then the base model under the trained variants' brief prompt.
+BASELINES = ("prompted", "base_brief")
 
 
 def report_md(results: dict, persona) -> str:
@@ -83,6 +86,7 @@ def report_md(results: dict, persona) -> str:
     lines += ["", "![Big Five](big_five_radar.png)", "", "![metrics](metrics_bar.png)", "",
               "![distinctiveness](distinctiveness.png)", ""]
     lines += big_five_section(vs, names, interpretable)
+    lines += _likelihood_section(vs, names)
     lines += _similarity_section(vs, names)
     lines += ["", "Every answer with its judgement (and the judging prompt) is in `answers.jsonl`.", ""]
     return "\n".join(lines)
@@ -92,6 +96,33 @@ def _big_five_valid(results: dict) -> bool:
     """The known-groups check on the prompted model decides whether any Big Five MAE is read."""
     bf = (results["variants"].get("prompted") or {}).get("big_five") or {}
     return bool((bf.get("validity") or {}).get("passed"))
+
+
+def _likelihood_section(vs: dict, names: list[str]) -> list[str]:
+    """The judge-free metrics (kit/eval/likelihood.py), with what chance is for each."""
+    if not any(vs[n].get("voice") or vs[n].get("knowledge_by_likelihood") for n in names):
+        return []
+    kl = lambda r: r.get("knowledge_by_likelihood") or {}  # noqa: E731
+    rowdefs = [("voice: NLL per token of held-out own words (lower is better)",
+                lambda r: (r.get("voice") or {}).get("nll_per_token")),
+               ("stage by likelihood: accuracy", lambda r: (r.get("stage_by_likelihood") or {}).get("accuracy")),
+               ("persona by likelihood: accuracy (chance 0.50)",
+                lambda r: (r.get("persona_by_likelihood") or {}).get("accuracy")),
+               ("persona by likelihood: margin, nats per token",
+                lambda r: (r.get("persona_by_likelihood") or {}).get("margin_nats")),
+               ("knowledge MC, memorised wording (chance 0.25)", lambda r: kl(r).get("memorised")),
+               ("knowledge MC, reworded question (chance 0.25)", lambda r: kl(r).get("extractable"))]
+    lines = ["## Fidelity by likelihood (no judge)", "", "| metric | " + " | ".join(names) + " |",
+             "|---|" + "---|" * len(names)]
+    for label, get in rowdefs:
+        lines.append(f"| {label} | " + " | ".join(_ci(get(vs[n])) for n in names) + " |")
+    first = next((vs[n] for n in names if vs[n].get("voice")), {})
+    chance = (first.get("stage_by_likelihood") or {}).get("chance")
+    lines += ["", f"Voice items: {(first.get('voice') or {}).get('source', '–')}; stage chance "
+              f"{_f(chance)}; contrast persona: {(first.get('persona_by_likelihood') or {}).get('contrast', '–')}; "
+              f"knowledge items: {kl(first).get('items', 0)} "
+              f"({kl(first).get('trained_sentences', 0)} of their sentences stand in a training answer).", ""]
+    return lines
 
 
 def _similarity_section(vs: dict, names: list[str]) -> list[str]:
@@ -203,10 +234,15 @@ def write_outputs(out_dir: Path, results: dict, rows: list[dict], persona) -> No
     from kit.eval.paired import compare_variants
 
     vs = results["variants"]
-    base = "prompted" if "prompted" in vs else None
-    results["comparisons"] = {n: compare_variants(r.get("paired") or {}, vs[base].get("paired") or {},
-                                                  PAIRED_LOWER_IS_BETTER, seed=results.get("seed", 0))
-                              for n, r in vs.items() if base and n != base}
+    results["baselines"] = {base: {n: compare_variants(r.get("paired") or {}, vs[base].get("paired") or {},
+                                                       PAIRED_LOWER_IS_BETTER, seed=results.get("seed", 0))
+                                   for n, r in vs.items() if n not in BASELINES}
+                            for base in BASELINES if base in vs}
+    if "prompted" in vs and "base_brief" in vs:
+        results["baselines"]["prompted"]["base_brief"] = compare_variants(
+            vs["base_brief"].get("paired") or {}, vs["prompted"].get("paired") or {}, PAIRED_LOWER_IS_BETTER,
+            seed=results.get("seed", 0))
+    results["comparisons"] = results["baselines"].get("prompted", {})
     results["headline"] = {n: headline(r) for n, r in vs.items()}
     results["plots"] = plots(out_dir, results)
     write_jsonl(out_dir / "answers.jsonl", rows)

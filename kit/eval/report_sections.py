@@ -10,11 +10,26 @@ def _f(x, nd: int = 2) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
 
+_BASE_WORDS = {"prompted": "the prompted base (full description)",
+               "base_brief": "the base model under the brief prompt"}
+
+
 def verdict_section(results: dict) -> list[str]:
-    comps = results.get("comparisons") or {}
-    if not comps:
-        return []
-    lines = ["## Verdicts: each variant against the prompted base, paired on the same items", "",
+    by_base = results.get("baselines") or {"prompted": results.get("comparisons") or {}}
+    lines: list[str] = []
+    for base, comps in by_base.items():
+        if comps:
+            lines += _verdict_table(base, comps)
+    if "placebo" in (results.get("comparisons") or {}):
+        bad = [r["metric"] for r in results["comparisons"]["placebo"] if r["verdict"] in ("better", "worse")]
+        lines += [f"Placebo control (prompted again, another seed): "
+                  + ("no detectable difference on every metric." if not bad else
+                     f"**failed** on {', '.join(bad)} — the verdicts above are not trustworthy."), ""]
+    return lines
+
+
+def _verdict_table(base: str, comps: dict) -> list[str]:
+    lines = [f"## Verdicts: each variant against {_BASE_WORDS.get(base, base)}, paired on the same items", "",
              "| metric | variant | n | difference [95% CI] | p (Holm) | detectable at this n | verdict |",
              "|---|---|---|---|---|---|---|"]
     for name, rows in comps.items():
@@ -23,16 +38,10 @@ def verdict_section(results: dict) -> list[str]:
                 f"{r['diff']:+.2f} [{_f(r['lo'])}, {_f(r['hi'])}]" if r["lo"] is not None else f"{r['diff']:+.2f}")
             lines.append(f"| {r['metric']} | {name} | {r['n']} | {diff} | {_f(r.get('p_adj'), 3)} | "
                          f"±{_f(r['mdd'])} | {r['verdict']} |")
-    lines += ["", "Difference = variant − prompted (for big_five_item_error lower is better). Verdicts need "
-              "a bootstrap CI that excludes 0 and a sign-flip permutation p < 0.05 after Holm correction over "
-              "the metrics of one variant. \"Detectable at this n\" is the smallest true difference found with "
-              "80% power at the observed spread of the paired differences.", ""]
-    if "placebo" in comps:
-        bad = [r["metric"] for r in comps["placebo"] if r["verdict"] in ("better", "worse")]
-        lines += [f"Placebo control (prompted again, another seed): "
-                  + ("no detectable difference on every metric." if not bad else
-                     f"**failed** on {', '.join(bad)} — the verdicts above are not trustworthy."), ""]
-    return lines
+    return lines + ["", f"Difference = variant − {base} (for big_five_item_error and voice_nll lower is better). "
+                    "Verdicts need a bootstrap CI that excludes 0 and a sign-flip permutation p < 0.05 after Holm "
+                    "correction over the metrics of one variant. \"Detectable at this n\" is the smallest true "
+                    "difference found with 80% power at the observed spread of the paired differences.", ""]
 
 
 def calibration_section(cal: dict | None) -> list[str]:

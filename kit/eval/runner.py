@@ -18,7 +18,8 @@ from kit.rundir import atomic_write_json, hash_obj, hash_paths, read_jsonl, writ
 
 
 # Bump when what a metric asks or counts changes, so saved per-variant results are recomputed.
-METHOD = "2026-12-02 knowledge: trusted references; knowledge and consistency ask back-translated questions"
+METHOD = ("2026-12-07 likelihood metrics (voice, stage, persona, multiple-choice knowledge); "
+          "knowledge: trusted references; knowledge and consistency ask back-translated questions")
 
 
 class Inputs:
@@ -58,7 +59,7 @@ class Inputs:
     def variants(self) -> list[str]:
         out = []
         for v in self.cfg.variants:
-            if v in ("prompted", "placebo"):
+            if v in ("prompted", "placebo", "base_brief"):
                 out.append(v)
             elif v in self.adapters and (self.adapters[v] / "adapter_config.json").is_file():
                 out.append(v)
@@ -85,6 +86,8 @@ class Inputs:
         style = self.recipe.construct.prompt_style()
         if variant in ("prompted", "placebo"):
             style = {**style, "brief": False}
+        elif variant == "base_brief":  # the untrained model under the trained variants' own prompt
+            style = {**style, "brief": True}
         return persona.system_prompt(stage, **style)
 
     def validity_persona(self):
