@@ -270,7 +270,7 @@ CASES = [
     ("override-alias-bomb", None, RUN + ["--set", "name=" + flow_bomb()], "alias bomb", set()),
     ("override-into-scalar", None, RUN + ["--set", "name.x=1"], "not a section", set()),
     ("override-wrong-type", None, RUN + ["--set", "train.max_steps=lots"], "max_steps", set()),
-    ("override-unknown-field", None, RUN + ["--set", "train.epochs=3"], "epochs", set()),
+    ("override-unknown-field", None, RUN + ["--set", "train.epoch_count=3"], "epoch_count", set()),
     ("run-from-unknown-stage", None, RUN + ["--from", "deploy"], "deploy", set()),
     ("run-only-unknown-stage", None, RUN + ["--only", "deploy"], "deploy", set()),
     # -- sources (read by construct before any stage output) ---------------------------------

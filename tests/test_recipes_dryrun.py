@@ -34,10 +34,12 @@ pytestmark = pytest.mark.slow
 
 # Smoke scale: a few passages, rows and steps; a small eval; the recipe's first quant only.
 SMOKE = ["train.max_steps=2", "train.max_seq_len=2048", "train.batch_size=2", "train.grad_accum=1",
-         "construct.max_passages=2", "construct.patterns={ordinary: 1, opinion: 1, anti_induction: 1, trait: 2}",
+         "construct.max_passages=2", "construct.own_words=4",
+         "construct.patterns={ordinary: 1, opinion: 1, anti_induction: 1, trait: 2}",
          "dpo.max_steps=2", "dpo.max_pairs=4", "dpo.batch_size=2", "dpo.gen_max_tokens=8", "dpo.max_length=2048",
          "eval.ipip_items=10", "eval.ipip_variants=1", "eval.max_questions=2", "eval.paraphrases=2",
-         "eval.distinct_questions=2", "eval.gen_max_tokens=8", "eval.judge=heuristic",
+         "eval.distinct_questions=2", "eval.gen_max_tokens=8", "eval.judge=heuristic", "eval.voice_items=6",
+         "eval.knowledge_items=6",
          "export.parity_prompts=3", "export.min_top1_f16=0.99", "export.verify_questions=1",
          "export.lora_gguf=false", "teacher={kind: scripted}", "dpo.negatives=[base_brief, sft_other_stage]",
          "construct.retriever=bm25", "construct.min_relevance=0"]  # no MiniLM load in construct

@@ -90,7 +90,8 @@ Colleagues remember her insistence that every reading be taken twice and logged 
 """
 
 SMOKE = ["--set", "train.model=tiny-llama-spm", "--set", "train.max_steps=2", "--set", "train.max_seq_len=1024",
-         "--set", "construct.max_passages=2", "--set", "construct.patterns.trait=2",
+         "--set", "construct.max_passages=2", "--set", "construct.own_words=4", "--set", "construct.patterns.trait=2",
+         "--set", "train.epochs=null", "--set", "eval.voice_items=6", "--set", "eval.knowledge_items=6",
          "--set", "teacher.sampling.max_tokens=120", "--set", "dpo.max_steps=2", "--set", "dpo.max_pairs=6",
          "--set", "dpo.gen_max_tokens=16", "--set", "dpo.max_length=1024",
          "--set", "eval.ipip_items=10", "--set", "eval.ipip_variants=1", "--set", "eval.max_questions=3",

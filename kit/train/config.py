@@ -20,7 +20,13 @@ class _TrainCommon(Strict):
     model: str = Field(description="Base model: a local path, a hub id, an embedded alias (smollm2-135m-instruct, gemma3-270m) or a tiny test model (tiny-llama-spm, tiny-qwen2, tiny-gemma3).")
     chat_template: str | None = Field(None, description="Jinja chat template file for base models without one.")
     lora: LoraConfig = Field(default_factory=LoraConfig)
-    max_steps: int = Field(60, ge=1, description="Optimizer steps.")
+    max_steps: int = Field(60, ge=1, description="Optimizer steps (ignored when epochs is set).")
+    epochs: float | None = Field(None, gt=0, description="Passes over the training rows (replay rows included); "
+                                                         "sets the step count from the data, so a run with more "
+                                                         "rows trains as thoroughly as one with fewer.")
+    reproduce_items: int = Field(12, ge=0, description="After training, greedy answers to this many training "
+                                                       "questions (gold and own-word rows first) are compared with "
+                                                       "their trained answers (token F1): does it hold its rows?")
     learning_rate: float = Field(2e-4, gt=0)
     batch_size: int = Field(4, ge=1, description="Per-device batch size.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")

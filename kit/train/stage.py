@@ -39,13 +39,53 @@ def run(ctx) -> Manifest:
     if main:
         stage.begin(inputs, backend=cfg.backend, base_model=base.path, base=base.as_dict())
     data, replay = _with_replay(cfg, base, train, stage.path, ctx.echo)
+    cfg = _sized(cfg, data, ctx.echo)
     result = backend.sft(cfg, data, test if test.is_file() else None, stage.path, base.folder, resume=ctx.resume)
     peak = max(result.get("peak_rss_mb") or 0, peak_rss_mb())
     if not main:
         return {"metrics": result, "peak_rss_mb": peak}
+    result["reproduction"] = _reproduction(cfg, base, train, run_dir.sft_adapter, ctx.echo)
     return stage.finish(counts={"steps": result.get("steps"), "records": result.get("records"),
                                 "general_rows": result.get("general_rows"), "replay": replay},
                         metrics=result, peak_rss_mb=peak, adapter=str(run_dir.sft_adapter))
+
+
+def _sized(cfg, data: Path, echo):
+    """``train.epochs`` as a step count: passes over the rows, not a bare number of steps."""
+    if not cfg.epochs:
+        return cfg
+    import math
+
+    from kit.rundir import read_jsonl
+
+    rows = len(read_jsonl(data))
+    steps = max(1, math.ceil(cfg.epochs * rows / (cfg.batch_size * cfg.grad_accum)))
+    echo(f"sft: {cfg.epochs:g} epochs over {rows} rows = {steps} steps")
+    return cfg.model_copy(update={"max_steps": steps})
+
+
+def _reproduction(cfg, base, train: Path, adapter: Path, echo) -> dict | None:
+    """How often the tuned model gives back its own training answers: greedy answers to up to
+    ``reproduce_items`` training questions (gold and own-word rows first), token F1 against the
+    trained answer; 'held' = F1 >= 0.5."""
+    if not cfg.reproduce_items:
+        return None
+    from kit.rundir import read_jsonl
+    from kit.text import token_f1
+    from kit.tuning import generate
+
+    rows = read_jsonl(train)
+    rows.sort(key=lambda r: (r.get("meta") or {}).get("source") not in ("gold", "backtranslation"))
+    rows = rows[:cfg.reproduce_items]
+    if not rows:
+        return None
+    echo(f"sft: answering {len(rows)} of its own training questions")
+    prompts = [[m for m in r["messages"] if m["role"] != "assistant"] for r in rows]
+    answers = generate(cfg.backend, base.folder, adapter, prompts, 96)
+    f1 = [token_f1(a, r["messages"][-1]["content"]) for a, r in zip(answers, rows)]
+    return {"n": len(rows), "token_f1_mean": round(sum(f1) / len(f1), 3),
+            "held": sum(x >= 0.5 for x in f1), "examples": [{"question": p[-1]["content"], "answer": a}
+                                                           for p, a in zip(prompts[:3], answers[:3])]}
 
 
 def _with_replay(cfg, base, train: Path, out: Path, echo) -> tuple[Path, dict | None]:
@@ -69,7 +109,11 @@ def report(ctx, m: Manifest) -> list[str]:
         return []  # a non-zero rank under accelerate launch: rank 0 reports
     r = m.get("metrics", {})
     replay = (m.get("counts") or {}).get("replay") or {}
+    rep = r.get("reproduction") or {}
     return [f"sft: {r.get('steps')} steps on {r.get('records')} records ({replay.get('kept', 0)} replay, "
             f"+{r.get('general_rows', 0)} general), "
-            f"final loss {r.get('final_loss')}, {r.get('tokens_per_s')} tok/s, peak RSS {m.get('peak_rss_mb')} MiB",
+            f"final loss {r.get('final_loss')}, held-out loss {r.get('eval_loss')}, {r.get('tokens_per_s')} tok/s, "
+            f"peak RSS {m.get('peak_rss_mb')} MiB",
+            f"  holds its rows: {rep.get('held', '–')} of {rep.get('n', '–')} training answers given back "
+            f"(token F1 >= 0.5; mean {rep.get('token_f1_mean', '–')})",
             f"  adapter: {m.get('adapter')}"]
