@@ -13,6 +13,22 @@ from functools import lru_cache
 from kit.errors import KitError
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# A name in running text: capitalised words not opening a sentence, with a title if it has one.
+_NAME = re.compile(r"(?<=[a-z,;:] )((?:Mr\.|Mrs\.|Miss|Dr\.|General|Governor|President) ?)?"
+                   r"([A-Z][a-z]{2,}(?: (?:of |de |& )?[A-Z][a-z]{2,}){0,3})")
+YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
+# capitalised words that are not names of things a person would be asked about
+NOT_NAMES = {"God", "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "January",
+             "February", "March", "April", "May", "June", "July", "August", "September", "October",
+             "November", "December", "English", "Christmas", "Bible", "Lord", "Heaven", "Sir", "The", "This",
+             "That"}
+
+
+def names(text: str, exclude: set[str] | frozenset = frozenset()) -> list[str]:
+    """Names in running text, in order (repeats kept): never a sentence's first word, a weekday,
+    month or the like, nor one sharing a word with ``exclude`` (the persona's own name)."""
+    return [m.group(0).strip() for m in _NAME.finditer(text or "")
+            if m.group(2).split()[0] not in NOT_NAMES and not set(m.group(2).split()) & exclude]
 
 
 def tokens(text: str) -> list[str]:

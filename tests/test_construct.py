@@ -242,7 +242,7 @@ def test_judge(project):
 def test_filters_each_reason():
     from kit.construct.config import ConstructConfig
     from kit.construct.filters import apply_filters
-    from kit.construct.retrieve import Retriever
+    from kit.retrieval import Retriever
 
     good = "I checked the seam twice and it held, so I signed the drawing that evening."
     cases = {

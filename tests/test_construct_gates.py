@@ -21,7 +21,7 @@ def _cfg(**kw):
 
 def _filter(recs, cfg, persona=None, passages=()):
     from kit.construct.filters import apply_filters
-    from kit.construct.retrieve import Retriever
+    from kit.retrieval import Retriever
 
     return apply_filters(recs, cfg, "en", Retriever(list(passages), "bm25"), persona)
 

@@ -15,20 +15,13 @@ the written rows (construct fails the run on a leak).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
 
 from kit.construct.filters import ngrams
 from kit.construct.spans import first_person_spans
+from kit.text import YEAR, names
 
 LEAK_N = 8  # an 8-word run shared by chance between two real passages is rare; shorter runs are not
-_NAME = re.compile(r"(?<=[a-z,;:] )((?:Mr\.|Mrs\.|Miss|Dr\.|General|Governor|President) ?)?"
-                   r"([A-Z][a-z]{2,}(?: (?:of |de |& )?[A-Z][a-z]{2,}){0,3})")
-_YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
-# capitalised words that are not names of things a person would be asked about
-_NOT_NAMES = {"God", "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "January",
-              "February", "March", "April", "May", "June", "July", "August", "September", "October",
-              "November", "December", "English", "Christmas", "Bible", "Lord", "Heaven", "Sir"}
 
 
 def _rank(key: str, seed: int) -> str:
@@ -76,12 +69,10 @@ def span_question(span: str, persona) -> str:
     """A question a person would ask, cut from the span's own named things: its most frequent
     name (not the persona's own), else a year it names, else the time of life it is from
     (the row's stage prompt says which)."""
-    own = set(persona.name.split())
-    names = [m.group(0).strip() for m in _NAME.finditer(span)
-             if m.group(2).split()[0] not in _NOT_NAMES and not set(m.group(2).split()) & own]
-    if names:
-        return f"What do you remember about {max(sorted(set(names)), key=names.count)}?"
-    years = _YEAR.findall(span)
+    found = names(span, set(persona.name.split()))
+    if found:
+        return f"What do you remember about {max(sorted(set(found)), key=found.count)}?"
+    years = YEAR.findall(span)
     if years:
         return f"What happened in {years[0]}?"
     return "What do you remember from that time of your life?"

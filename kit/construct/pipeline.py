@@ -21,7 +21,7 @@ from kit.construct.filters import GATES_VERSION, apply_filters
 from kit.construct.ingest import ingest_persona
 from kit.construct.ownwords import heldout_passages, leaks, own_word_spans, reask_off_topic
 from kit.construct.prompts import prompts_dir, template_hash
-from kit.construct.retrieve import Retriever
+from kit.retrieval import Retriever
 from kit.construct.split import card, gold_record, probe_row, split_gold, stratified_split, to_row
 from kit.errors import KitError
 from kit.rundir import append_jsonl, atomic_write_text, hash_obj, hash_paths, peak_rss_mb, read_jsonl, write_jsonl

@@ -19,13 +19,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
+from kit.text import YEAR, names
+
 _SENT = re.compile(r"(?<=[.!?])[\"'”’]?\s+(?=[\"'“‘(]?[A-Z])")
-_YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
 _NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(?![\w,.]\d)")
-_NAME = re.compile(r"(?<=[a-z,;] )([A-Z][a-z]{2,}(?: (?:of |& )?[A-Z][a-z]{2,}){0,3})")
-_NOT_NAMES = {"God", "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "January",
-              "February", "March", "April", "May", "June", "July", "August", "September", "October",
-              "November", "December", "English", "Christmas", "Bible", "Lord", "The", "This", "That"}
 _SECOND = {"i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself", "we": "you",
            "us": "you", "our": "your", "ours": "yours", "ourselves": "yourselves", "am": "are"}
 BLANK = "___"
@@ -73,12 +70,12 @@ def sentences(text: str) -> list[str]:
 
 def _slot(sentence: str) -> tuple[str, str] | None:
     """(kind, value) worth asking about: a year first, then a number, then a name."""
-    if m := _YEAR.search(sentence):
+    if m := YEAR.search(sentence):
         return "year", m.group(1)
     if (m := _NUMBER.search(sentence)) and m.group(1) not in ("1", "0"):
         return "number", m.group(1)
-    names = [n for n in _NAME.findall(sentence) if n.split()[0] not in _NOT_NAMES]
-    return ("name", max(names, key=len)) if names else None
+    found = names(sentence)
+    return ("name", max(found, key=len)) if found else None
 
 
 def _rank(*parts) -> str:

