@@ -23,6 +23,9 @@ class ChatConfig(Strict):
     max_tokens: int = Field(200, ge=1, description="Longest reply in tokens.")
     n_ctx: int = Field(2048, ge=128, description="Context window for chat and serve.")
     seed: int = Field(-1, description="Sampling seed (-1 = random).")
+    retrieve: int = Field(0, ge=0, le=16, description="Passages of the persona's own materials retrieved for each "
+                                                      "user turn into the system prompt (0 = off; travels in the "
+                                                      "bundle; `perskit chat/serve --retrieve K` overrides).")
 
     def sampling(self) -> dict:
         """The GenParams fields the bundle ships (kit/engine/base.py GenParams)."""

@@ -70,6 +70,7 @@ class ChatSession:
     conv_id: int | None = None
     items: list[StoredMessage] = field(default_factory=list)
     last_stats: ReplyStats = field(default_factory=ReplyStats)
+    lore: object | None = None  # kit.chat.lore.Lore: the persona's passages for the latest user turn
 
     def __post_init__(self):
         self.stage = self.stage or self.persona.default_stage
@@ -100,9 +101,12 @@ class ChatSession:
         return self.persona.stage(self.stage).system_prompt
 
     def model_messages(self) -> list[dict]:
-        msgs = [{"role": "system", "content": self.system_prompt()}] if self.system_prompt() else []
-        msgs += [m.as_chat() for m in self.items if m.role in ("user", "assistant") and m.content]
-        return msgs
+        turns = [m.as_chat() for m in self.items if m.role in ("user", "assistant") and m.content]
+        system = self.system_prompt()
+        if self.lore is not None:  # retrieval for the latest user turn, bounded by the current stage
+            query = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
+            system = self.lore.system(system, query, self.stage, self.n_ctx, token_counter(self.engine))
+        return ([{"role": "system", "content": system}] if system else []) + turns
 
     def fitted_messages(self) -> tuple[list[dict], str | None]:
         return fit_messages(self.model_messages(), self.n_ctx, self.params.max_tokens, token_counter(self.engine))

@@ -29,6 +29,12 @@ def open_persona(path: str, *, quant: str | None, system: str | None, template: 
     return bundle, bundle.open_engine(n_ctx=n_ctx, lora=lora, n_threads=threads, n_gpu_layers=gpu_layers)
 
 
+# Chat-time retrieval from the bundle's index (kit/chat/lore.py), for chat and serve.
+RETRIEVE = click.option("--retrieve", type=click.IntRange(0, 16), default=None,
+                        help="Add the K passages of the persona's own materials that best match each user turn "
+                             "(bounded by the life stage) to the system prompt; 0 = off (default: the bundle's "
+                             "chat.retrieve).")
+
 # llama.cpp GPU offload for chat and serve; a CPU-only llama-cpp-python build ignores it.
 GPU_LAYERS = click.option("--n-gpu-layers", "gpu_layers", type=int, default=0, show_default=True,
                           envvar="PERSKIT_N_GPU_LAYERS",
@@ -55,15 +61,16 @@ GPU_LAYERS = click.option("--n-gpu-layers", "gpu_layers", type=int, default=0, s
 @click.option("--open", "open_id", type=int, default=None, help="Reopen saved conversation N.")
 @click.option("--prompt", "prompt", default=None,
               help="Ask one question, print the streamed reply and exit (no TUI; for scripts and quick checks).")
+@RETRIEVE
 def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads, gpu_layers, temperature, max_tokens,
-            open_id, prompt):
+            open_id, prompt, retrieve):
     """Open the chat TUI on a persona bundle folder (or a bare GGUF)."""
     from kit.errors import KitError, require
 
     if prompt is not None:
         return ask_once(bundle, prompt, stage=stage, quant=quant, system=system, template=template, lora=lora,
                         n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers, temperature=temperature,
-                        max_tokens=max_tokens)
+                        max_tokens=max_tokens, retrieve=retrieve)
     require("textual", "tui", "perskit chat")
     from kit.chat.multiagent import Agent
     from kit.chat.session import ChatSession, PersonaView
@@ -90,7 +97,10 @@ def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads
                                 gpu_layers=gpu_layers)
         agents.append(Agent(ob.name, oeng, ob.stage(None).system_prompt, ob.persona_id, PersonaView.from_bundle(ob)))
     store = HistoryStore()
-    session = ChatSession(persona, engine, store, params=params, n_ctx=n_ctx, stage=stage or b.default_stage)
+    from kit.chat.lore import Lore
+
+    session = ChatSession(persona, engine, store, params=params, n_ctx=n_ctx, stage=stage or b.default_stage,
+                          lore=Lore.for_bundle(b, retrieve))
     if open_id is not None:
         if store.conversation(open_id) is None:
             raise KitError(f"no saved conversation #{open_id}", where=store.path, fix="omit --open or pick an id from the sidebar")
@@ -105,12 +115,21 @@ def command(bundle, stage, quant, system, template, lora, others, n_ctx, threads
 
 
 def ask_once(path: str, prompt: str, *, stage: str | None, temperature: float | None, max_tokens: int | None,
-             **open_kw) -> None:
-    """One question, one streamed reply on stdout, with the same prompt and sampling as the TUI."""
+             retrieve: int | None = None, **open_kw) -> None:
+    """One question, one streamed reply on stdout, with the same prompt and sampling as the TUI
+    (and the same retrieval: the passages used are listed on stderr)."""
+    from kit.chat.context import token_counter
+    from kit.chat.lore import Lore
+
     b, engine = open_persona(path, **open_kw)
     try:
         params = b.gen_params(temperature=temperature, max_tokens=max_tokens)
-        system = b.stage(stage).system_prompt
+        st = b.stage(stage)
+        system, lore = st.system_prompt, Lore.for_bundle(b, retrieve)
+        if lore is not None:
+            system = lore.system(system, prompt, st.id, engine.n_ctx, token_counter(engine))
+            for i, p in enumerate(lore.last, 1):
+                click.echo(f"[{i}] {p.get('source', '')} ({p.get('stage', '')}): {p['text'][:80]}...", err=True)
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         for piece in engine.stream(messages, params):
             click.echo(piece, nl=False)

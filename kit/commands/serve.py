@@ -11,7 +11,7 @@ import os
 
 import click
 
-from kit.commands.chat import GPU_LAYERS
+from kit.commands.chat import GPU_LAYERS, RETRIEVE
 
 
 @click.command("serve")
@@ -35,8 +35,9 @@ from kit.commands.chat import GPU_LAYERS
               help="Requests that may wait per persona; more get 429 with Retry-After.")
 @click.option("--queue-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
               help="Seconds a request may wait for the model before a 503 with Retry-After.")
+@RETRIEVE
 def command(bundles, host, port, api_key, insecure, cors_origins, quant, system, template, n_ctx, threads,
-            gpu_layers, max_tokens, max_queue, queue_timeout):
+            gpu_layers, max_tokens, max_queue, queue_timeout, retrieve):
     """Serve persona bundles (or a bare GGUF) on /v1/chat/completions and /v1/models."""
     from kit.errors import KitError, require
 
@@ -57,7 +58,7 @@ def command(bundles, host, port, api_key, insecure, cors_origins, quant, system,
         for path in bundles:
             b, engine = open_persona(path, quant=quant, system=system, template=template, lora=None, n_ctx=n_ctx,
                                      threads=threads, gpu_layers=gpu_layers)
-            personas.append(ServedPersona.from_bundle(b, engine))
+            personas.append(ServedPersona.from_bundle(b, engine, retrieve))
             if [p.id for p in personas].count(b.persona_id) > 1:
                 raise KitError(f"two bundles are both persona '{b.persona_id}'", where=path,
                                fix="serve each persona once")

@@ -48,6 +48,12 @@ class Bundle:
     # The recipe's chat sampling (manifest ``sampling``): GenParams fields plus n_ctx.
     sampling: dict = field(default_factory=dict)
 
+    @property
+    def index_dir(self) -> Path | None:
+        """The bundle's passage index (``index/``), when it ships one."""
+        d = self.root / "index"
+        return d if (d / "passages.jsonl").is_file() else None
+
     def gen_params(self, **overrides):
         """GenParams from the bundle's sampling, then explicit overrides (None = keep)."""
         from kit.engine.base import GenParams
@@ -202,6 +208,9 @@ def _read_sampling(raw, where: Path) -> dict:
     out = dict(gen)
     if isinstance(n_ctx, int) and not isinstance(n_ctx, bool) and 128 <= n_ctx <= 1 << 20:
         out["n_ctx"] = n_ctx
+    k = raw.get("retrieve")
+    if isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= 16:
+        out["retrieve"] = k
     return out
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from kit.errors import KitError
 from kit.export import card as cards
 from kit.export import companion, ggufops, merge, modelcard, ollama, parity
-from kit.rundir import hash_obj, hash_paths, peak_rss_mb, sha256_file
+from kit.rundir import hash_obj, hash_paths, peak_rss_mb, read_jsonl, sha256_file
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -53,6 +53,7 @@ def export_run(loaded, persona, run, *, force: bool = False, progress=None) -> d
     base = base_rec.folder
     dest = loaded.resolve_path(cfg.out_dir) / persona.spec.id
     inputs = hash_obj({"adapter": hash_paths([adapter]), "export": cfg.model_dump(mode="json"),
+                       "passages": hash_paths([run.passages]) if run.passages.is_file() else None,
                        "model": loaded.spec.train.model, "base": base_rec.fingerprint,
                        "persona": persona.spec.model_dump(mode="json"),
                        "llama_cpp": llama_cpp_version()})
@@ -176,10 +177,16 @@ def companion_files(b: Build):
         b.warnings.append(f"Modelfile has no TEMPLATE: {exc.message}")
     if tok.eos_token and tok.eos_token not in stops:
         stops.append(tok.eos_token)
+    passages = read_jsonl(b.run.passages)  # construct's passages: the lorebooks and the index
     for fname, data in companion.stage_files(b.persona, style=b.style, primary=_primary(b), go_template=go_template,
                                              stops=stops, params=b.loaded.spec.chat.modelfile_params(),
-                                             family=family.name if family else None, card=cfg.card).items():
+                                             family=family.name if family else None, card=cfg.card,
+                                             passages=passages).items():
         _write(b.staging / fname, data)
+    if cfg.index and passages:
+        from kit.retrieval import Retriever
+
+        Retriever(passages, b.loaded.spec.construct.retriever).save(b.staging / "index")
     base_info = modelcard.base_model_info(b.loaded.spec.train.model, b.base)
     for fname, data in companion.licence_files(base_info).items():
         _write(b.staging / fname, data)
@@ -217,15 +224,15 @@ def bundle_manifest(b: Build, *, merge_info: dict, family, stops: list[str], ver
         "adapter": {"stage": b.adapter_stage, "hash": hash_paths([b.adapter]), **merge_info},
         "recipe": {"name": loaded.spec.name, "hash": hash_obj(loaded.spec.model_dump(mode="json"))},
         "chat_template": {"family": family.name if family else None, "stops": stops},
-        "sampling": {**chat.sampling(), "n_ctx": chat.n_ctx},
+        "sampling": {**chat.sampling(), "n_ctx": chat.n_ctx, "retrieve": chat.retrieve},
         "eval": eval_summary(b.run.eval_results),
         "verify": verify,
         "warnings": b.warnings,
         "tools": _tool_versions(),
         "timings_s": b.timings,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                  for p in sorted(b.staging.iterdir()) if p.is_file()},
+        "files": {p.relative_to(b.staging).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                  for p in sorted(b.staging.rglob("*")) if p.is_file()},
     }
 
 

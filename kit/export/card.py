@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 
 from kit.errors import KitError
+from kit.export.lorebook import book_problem, character_book
 
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
 CARD_KEYS = ("chara", "ccv3")
@@ -42,7 +43,7 @@ def greetings(spec, st) -> list[str]:
 
 
 def build_card_v2(persona, *, stage_id: str | None, model_file: str, extensions: dict | None = None,
-                  style: dict | None = None) -> dict:
+                  style: dict | None = None, passages: list[dict] | None = None) -> dict:
     """A spec V2 card for one life stage: identity, style, Big Five, that stage's gold answers as
     first message, alternate greetings and example dialogue, and its system prompt.
     ``style`` is the recipe's ``construct.prompt_style()``: the system prompt the model was trained on."""
@@ -76,6 +77,9 @@ def build_card_v2(persona, *, stage_id: str | None, model_file: str, extensions:
                                    "stage_prompts": {s.id: spec.system_prompt(s.id, **style) for s in spec.stages},
                                    **(extensions or {})}},
     }
+    book = character_book(spec, st.id, passages or [])
+    if book is not None:  # the stage's own materials as a lorebook (its stage and earlier ones only)
+        data["character_book"] = book
     return {"spec": "chara_card_v2", "spec_version": "2.0", "data": data}
 
 
@@ -108,6 +112,8 @@ def validate_card(card: dict) -> None:
             raise KitError(f"data.{key} must be a list of strings", where="character card", fix="rebuild the card")
     if not data["name"].strip():
         raise KitError("data.name is empty", where="character card", fix="set the persona name")
+    if "character_book" in data and (why := book_problem(data["character_book"])):
+        raise KitError(why, where="character card", fix="rebuild the card")
 
 
 # -- PNG -------------------------------------------------------------------------------------

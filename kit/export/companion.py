@@ -15,7 +15,7 @@ from kit.export import modelcard, ollama
 
 
 def stage_files(persona, *, style: dict, primary: str, go_template: str | None, stops: list[str],
-                params: dict, family: str | None, card: bool) -> dict[str, bytes]:
+                params: dict, family: str | None, card: bool, passages: list[dict] | None = None) -> dict[str, bytes]:
     """File name -> bytes for every stage's Modelfile and card (and the unsuffixed defaults)."""
     spec = persona.spec
     out: dict[str, bytes] = {}
@@ -30,16 +30,16 @@ def stage_files(persona, *, style: dict, primary: str, go_template: str | None, 
         if st.id == last:
             out["Modelfile"] = text
         if card:
-            for fname, data in _card_files(persona, st.id, style=style, primary=primary).items():
+            for fname, data in _card_files(persona, st.id, style=style, primary=primary, passages=passages).items():
                 out[fname] = data
                 if st.id == last:
                     out[fname.replace(f".{st.id}.card.", ".card.")] = data
     return out
 
 
-def _card_files(persona, stage_id: str, *, style: dict, primary: str) -> dict[str, bytes]:
+def _card_files(persona, stage_id: str, *, style: dict, primary: str, passages: list[dict] | None) -> dict[str, bytes]:
     spec = persona.spec
-    v2 = cards.build_card_v2(persona, stage_id=stage_id, model_file=primary, style=style)
+    v2 = cards.build_card_v2(persona, stage_id=stage_id, model_file=primary, style=style, passages=passages)
     v3 = cards.build_card_v3(v2)
     cards.validate_card(v2)
     cards.validate_card(v3)

@@ -14,7 +14,10 @@ class ExportConfig(Strict):
     quants: list[str] = Field(default_factory=lambda: ["Q4_K_M"], description=f"Any of {QUANTS}.")
     out_dir: str = Field("export", description="Bundles land in <out_dir>/<persona>/.")
     lora_gguf: bool = Field(True, description="Also write the adapter as a llama.cpp LoRA GGUF.")
-    card: bool = Field(True, description="Write a SillyTavern character card (JSON + PNG).")
+    card: bool = Field(True, description="Write a SillyTavern character card (JSON + PNG), each stage's with a "
+                                         "lorebook (character_book) of its own and earlier materials.")
+    index: bool = Field(True, description="Ship the persona's passages as a retrieval index (index/passages.jsonl, "
+                                          "+ MiniLM vectors as .npy) for `perskit chat/serve --retrieve K`.")
     parity_prompts: int = Field(8, ge=1, description="Prompts for HF-vs-GGUF logit parity.")
     min_top1_f16: float = Field(0.99, ge=0, le=1, description="Fail the export below this f16 top-1 agreement, counted where "
                                                             "the HF model's top two logits are >= 0.1 apart (closer ones are "

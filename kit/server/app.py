@@ -34,11 +34,14 @@ class ServedPersona:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0
     avg_s: float = 2.0  # moving average of one request's engine time, for Retry-After
+    lore: object | None = None  # kit.chat.lore.Lore: retrieval for the latest user turn (--retrieve K)
 
     @classmethod
-    def from_bundle(cls, bundle, engine) -> "ServedPersona":
+    def from_bundle(cls, bundle, engine, retrieve: int | None = None) -> "ServedPersona":
+        from kit.chat.lore import Lore
+
         return cls(bundle.persona_id, bundle.name, list(bundle.stages), bundle.default_stage, engine,
-                   bundle.gen_params())
+                   bundle.gen_params(), lore=Lore.for_bundle(bundle, retrieve))
 
     def model_ids(self) -> list[tuple[str, str]]:
         """(model id, stage id) pairs: the bare id means the default stage."""
@@ -93,7 +96,12 @@ def chat_messages(persona: ServedPersona, stage, req: ChatRequest) -> list[dict]
     system = ([] if sent or not stage.system_prompt else [stage.system_prompt]) + client
     system = list(dict.fromkeys(system))  # a client repeating one system text sends it once
     turns = [{"role": m.role, "content": m.text()} for m in req.messages if m.role in ("user", "assistant")]
-    return ([{"role": "system", "content": "\n\n".join(system)}] if system else []) + turns
+    text = "\n\n".join(system)
+    if persona.lore is not None:  # the persona's passages for the latest user turn, bounded by the stage
+        query = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
+        text = persona.lore.system(text, query, stage.id, getattr(persona.engine, "n_ctx", None) or 2048,
+                                   token_counter(persona.engine))
+    return ([{"role": "system", "content": text}] if text else []) + turns
 
 
 def gen_params(persona: ServedPersona, req: ChatRequest, settings: ServerSettings) -> GenParams:
