@@ -74,6 +74,12 @@ def project(tmp_path_factory, tiny_llama, converter):
         export: {quants: [Q8_0, Q4_K_M], out_dir: out, parity_prompts: 6, verify_questions: 2}
         """))
     make_adapter(tiny_llama, root / "runs" / "tess-t" / "sft" / "adapter")
+    (root / "runs" / "tess-t" / "construct").mkdir(parents=True)
+    (root / "runs" / "tess-t" / "construct" / "passages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in (
+        {"id": "p1", "source": "log.md", "kind": "subjective", "stage": "keeper", "stage_index": 0, "words": 14,
+         "text": "I lit the lamp at Skerry Point every night in 1974 and wrote the weather in the logbook."},
+        {"id": "p2", "source": "notes.md", "kind": "subjective", "stage": "retired", "stage_index": 1, "words": 12,
+         "text": "Since 1991 I have walked to Skerry Point on Sundays to see the new automatic light."})))
     return root
 
 
@@ -96,11 +102,20 @@ def test_bundle_files_hashes_and_no_leftovers(bundle, project):
     from kit.rundir import sha256_file
 
     out, manifest = bundle
-    names = sorted(p.name for p in out.iterdir())
+    from kit.text import embed_available
+
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     cards = [f"tess.{st}card.{ext}" for st in ("", "keeper.", "retired.") for ext in ("json", "png", "v3.json")]
+    index = ["index/passages.jsonl"] + (["index/embeddings.npy"] if embed_available() else [])
     assert names == sorted(["LICENSE-base-model.md", "Modelfile", "Modelfile.keeper", "Modelfile.retired", "README.md",
-                            "manifest.json", "tess-Q4_K_M.gguf", "tess-Q8_0.gguf", "tess-lora-f16.gguf", *cards])
+                            "manifest.json", "tess-Q4_K_M.gguf", "tess-Q8_0.gguf", "tess-lora-f16.gguf", *cards,
+                            *index])
     assert set(manifest["files"]) == set(names) - {"manifest.json"}
+    # each stage's card carries a lorebook bounded by that stage: the keeper's never holds 1991
+    books = {st: json.loads((out / f"tess.{st}.card.json").read_text())["data"]["character_book"]
+             for st in ("keeper", "retired")}
+    assert [e["content"][:12] for e in books["keeper"]["entries"]] == ["I lit the la"]
+    assert len(books["retired"]["entries"]) == 2 and "Skerry Point" in books["retired"]["entries"][0]["keys"]
     for name, info in manifest["files"].items():
         assert info["sha256"] == sha256_file(out / name)
         assert info["bytes"] == (out / name).stat().st_size > 0

@@ -127,3 +127,8 @@ def test_new_persona_walkthrough(tmp_path):
     r = run_cli("chat", "export/mara-berg", "--prompt", "Where did you work?", "--max-tokens", "8", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip(), "the persona gave an empty reply"
+    # the same offline, with two of her own passages from the bundle's index in the prompt
+    r = run_cli("chat", "export/mara-berg", "--retrieve", "2", "--prompt", "Tell me about the Engabreen stakes.",
+                "--max-tokens", "8", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() and "[1] " in r.stderr  # the passages it used, listed on stderr
