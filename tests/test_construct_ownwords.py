@@ -87,3 +87,20 @@ def test_the_real_persona_gives_hundreds_of_own_word_rows():
     spans = own_word_spans(ps, held, None)
     assert sum(not h for *_, h in spans) >= 300
     assert {p["stage"] for p, *_ in spans if p["id"] in held} == {s.id for s in lp.spec.stages}
+
+
+def test_names_mode_asks_no_teacher_for_own_words(tmp_path):
+    """own_word_questions: names — every own-word row gets the span's cheap question (counted),
+    the teacher is asked only for the other patterns, and each answer is a verbatim span."""
+    import json
+
+    from test_construct import construct, make_persona, make_recipe
+
+    make_persona(tmp_path)
+    m = construct(make_recipe(tmp_path, own_words="all", own_word_questions="names", heldout_passages=0), tmp_path / "run")
+    rows = [json.loads(x) for x in (tmp_path / "run" / "construct" / "train.jsonl").read_text().splitlines()]
+    own = [r for r in rows if r["meta"]["pattern"] == "backtranslation"]
+    assert own and all(r["meta"]["question_source"] == "template" for r in own)
+    assert m["counts"]["question_fallbacks"].get("names") == len(own)
+    src = " ".join((tmp_path / "personas" / "mara" / "src" / f).read_text() for f in ("diary-early.html", "diary-late.html"))
+    assert all(r["messages"][-1]["content"].split(".")[0] in src for r in own)

@@ -32,6 +32,11 @@ class ConstructConfig(Strict):
         "all", description="Own-word rows (instruction back-translation over every subjective source): every "
                            "usable first-person span ('all'), at most N spread over the whole life, or 0 for the "
                            "old per-passage patterns.backtranslation spans on the max_passages passages only.")
+    own_word_questions: Literal["teacher", "names"] = Field(
+        "teacher", description="Who asks an own-word row's question: the teacher (one call per span; a question "
+                               "cut from the span's own names and years stands in where it fails a gate), or "
+                               "'names' (that cheap question for every span, no teacher call: a whole life's "
+                               "writing in minutes on a CPU; counted as template questions).")
     heldout_passages: float = Field(
         0.15, ge=0, lt=1, description="Share of subjective passages held out whole, per stage, for the voice "
                                       "and likelihood metrics (with own_words on): none of their text reaches "

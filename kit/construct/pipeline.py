@@ -19,7 +19,7 @@ from pathlib import Path
 from kit.construct import generate as gen
 from kit.construct.filters import GATES_VERSION, apply_filters
 from kit.construct.ingest import ingest_persona
-from kit.construct.ownwords import heldout_passages, leaks, own_word_spans, reask_off_topic
+from kit.construct.ownwords import heldout_passages, leaks, own_word_spans, reask_off_topic, span_question
 from kit.construct.prompts import prompts_dir, template_hash
 from kit.retrieval import Retriever
 from kit.construct.split import card, gold_record, probe_row, split_gold, stratified_split, to_row
@@ -203,10 +203,15 @@ def _answer_slots(todo, persona, by_id, retriever, teacher, cfg, gold_train, h, 
     """
     chunk = max(4, teacher.concurrency * 4)
     budget = getattr(getattr(teacher.cfg, "sampling", None), "max_tokens", None)
-    tq = prog.add_task("questions", total=len(todo))
     questions: dict[str, tuple[str, str, str | None]] = {}
-    for i in range(0, len(todo), chunk):
-        part = todo[i:i + chunk]
+    ask = todo
+    if cfg.own_word_questions == "names":  # no teacher call: the question is cut from the span itself
+        questions.update({s["id"]: (span_question(s["span"], persona), "template", "names")
+                          for s in todo if s["pattern"] == "backtranslation"})
+        ask = [s for s in todo if s["id"] not in questions]
+    tq = prog.add_task("questions", total=len(ask))
+    for i in range(0, len(ask), chunk):
+        part = ask[i:i + chunk]
         reqs = [gen.question_request(persona, s, by_id.get(s["passage_id"]), gold_train, budget) for s in part]
         res = teacher.complete_json_many(reqs, on_result=lambda *_: prog.advance(tq))
         for s, r in zip(part, res):
