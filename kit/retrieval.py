@@ -25,6 +25,16 @@ from kit.errors import KitError
 from kit.text import embed_available, load_minilm
 
 _TOKEN = re.compile(r"[a-z0-9]+")
+PASSAGES_HEADER = "From your own writings and records (use them only where they help you answer):"
+
+
+def with_passages(system: str, passages: list[dict]) -> str:
+    """A system prompt with retrieved passages appended, numbered (chat, serve and eval's rag
+    variants put them the same way)."""
+    if not passages:
+        return system
+    return system + "\n\n" + PASSAGES_HEADER + "".join(f"\n[{i}] {p['text'].strip()}"
+                                                      for i, p in enumerate(passages, 1))
 
 
 def tokens(text: str) -> list[str]:

@@ -171,3 +171,31 @@ def test_prompted_baseline_keeps_the_full_prompt(tmp_path):
     assert len(brief) < len(full) / 2 and inputs.system("young", "gguf") == brief
     other = inputs.contrast_system(inputs.contrasts[0][1], "dpo")
     assert other.startswith("You are ") and "Mira" not in other and len(other) < len(full)
+
+
+def test_rag_variants_retrieve_bounded_passages_never_the_items_own(tmp_path):
+    """prompted_rag (the retrieval baseline): the full prompt plus the top passages for the
+    question, bounded by the item's stage and never the passage the item was cut from."""
+    from types import SimpleNamespace
+
+    from kit.commands._common import open_run
+    from kit.eval.measures import Ctx
+    from kit.eval.runner import Inputs
+    from kit.retrieval import PASSAGES_HEADER
+
+    recipe, run = _project(tmp_path)
+    passages = [{"id": "p1", "kind": "subjective", "stage": "young", "stage_index": 0, "text": "Lamp lit at dusk."},
+                {"id": "p2", "kind": "objective", "stage": "old", "stage_index": 1, "text": "The lamp tower is forty metres."},
+                {"id": "p3", "kind": "subjective", "stage": "young", "stage_index": 0, "text": "The lamp smoked all night."}]
+    (run / "construct" / "passages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in passages))
+    loaded, lp, rd = open_run(str(recipe), str(run), ("eval.variants=[prompted, prompted_rag, sft_rag]",
+                                                     "eval.rag_k=2", "construct.retriever=bm25"))
+    inputs = Inputs(loaded, lp, rd)
+    assert inputs.variants() == ["prompted", "prompted_rag"]  # no sft adapter, so no sft_rag
+    c = Ctx(SimpleNamespace(name="prompted_rag"), inputs, None, None)
+    young = c.system("young", "When was the lamp lit?", frozenset({"p1"}))
+    assert young.startswith(inputs.system("young", "prompted")) and PASSAGES_HEADER in young
+    assert "smoked" in young and "dusk" not in young and "forty" not in young  # own passage out, later stage out
+    assert "forty" in c.system("old", "How tall is the lamp tower?")
+    plain = Ctx(SimpleNamespace(name="prompted"), inputs, None, None)
+    assert plain.system("young", "When was the lamp lit?") == inputs.system("young", "prompted")

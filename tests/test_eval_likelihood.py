@@ -91,7 +91,7 @@ class _Ctx:
         self.engine, self.cfg, self.persona, self.seed = engine, cfg, persona, 0
         self.paired, self.cache, self.progress = {}, {}, None
 
-    def system(self, stage):
+    def system(self, stage, query=None, exclude=frozenset()):
         return f"You are Demo Person ({stage})."
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-HEADER = "From your own writings and records (use them only where they help you answer):"
+from kit.retrieval import PASSAGES_HEADER as HEADER
+from kit.retrieval import with_passages
+
 CONTEXT_SHARE = 0.4  # of n_ctx, at most, for the system prompt with its passages
 
 
@@ -50,11 +52,10 @@ class Lore:
         (``count`` counts the tokens of a message list)."""
         passages = self.lookup(query, stage_id)
         budget = int(n_ctx * CONTEXT_SHARE)
-        text, used = base, []
+        used: list[dict] = []
         for p in passages:
-            trial = text + ("\n\n" + HEADER if not used else "") + f"\n[{len(used) + 1}] {p['text'].strip()}"
-            if count([{"role": "system", "content": trial}]) > budget:
+            if count([{"role": "system", "content": with_passages(base, used + [p])}]) > budget:
                 break
-            text, used = trial, used + [p]
+            used.append(p)
         self.last = used
-        return text
+        return with_passages(base, used)

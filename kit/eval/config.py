@@ -43,11 +43,15 @@ class EvalConfig(Strict):
     split: Literal["test", "dev"] = Field(
         "test", description="Which share of the held-out questions to use: tune recipes on dev, report on test.")
     dev_share: float = Field(0.3, ge=0, lt=1, description="Share of held-out questions assigned to dev (by hash).")
-    variants: list[Literal["prompted", "base_brief", "sft", "dpo", "gguf", "placebo"]] = Field(
+    variants: list[Literal["prompted", "base_brief", "prompted_rag", "sft", "sft_rag", "dpo", "dpo_rag", "gguf",
+                           "placebo"]] = Field(
         default_factory=lambda: ["prompted", "sft", "dpo"],
         description="Model variants to compare (prompted = base model with the full persona description; "
-                    "base_brief = base model with the trained variants' brief prompt; placebo = prompted again "
-                    "with another seed: a control).")
+                    "base_brief = base model with the trained variants' brief prompt; <variant>_rag = that "
+                    "variant with the top eval.rag_k passages of the persona's materials for each question in "
+                    "its system prompt, the item's own passage excluded: the retrieval baseline to beat; "
+                    "placebo = prompted again with another seed: a control).")
+    rag_k: int = Field(4, ge=1, le=16, description="Passages retrieved per question by the *_rag variants.")
     voice_items: int = Field(200, ge=0, description="Held-out own-word spans scored by likelihood (voice, stage "
                                                     "and persona by likelihood): forward passes only.")
     knowledge_items: int = Field(120, ge=0, description="Multiple-choice knowledge items built from the materials, "

@@ -17,8 +17,13 @@ Engines that cannot score an answer (llama.cpp here) skip them.
 from __future__ import annotations
 
 from kit.eval import mc
+from kit.eval.questions import Question
 from kit.eval.similarity import bootstrap_ci
 from kit.rundir import read_jsonl
+
+
+def own_passage(q: Question) -> frozenset:
+    return frozenset({q.meta.get("passage_id")} - {None})
 
 
 def can_score(engine) -> bool:
@@ -54,7 +59,7 @@ def voice_items(c) -> tuple[list, str]:
     return items[:c.cfg.voice_items], ("whole held-out passages" if whole else "held-out questions")
 
 
-UNTRAINED = ("prompted", "base_brief", "placebo")
+UNTRAINED = ("prompted", "base_brief", "placebo", "prompted_rag")
 
 
 def _contrast(c):
@@ -74,7 +79,7 @@ def _span_scores(c) -> dict:
         return c.cache["span_scores"]
     qs, source = voice_items(c)
     stages = [s.id for s in c.persona.stages]
-    flat = [(c.system(st), q.text, q.reference) for q in qs for st in stages]
+    flat = [(c.system(st, q.text, own_passage(q)), q.text, q.reference) for q in qs for st in stages]
     scored = nll(c, c.engine, flat)
     per = {}
     for i, q in enumerate(qs):
@@ -141,7 +146,7 @@ def knowledge_by_likelihood(c):
         for it in items:
             q, answers = getattr(it, form)()
             spans.append((len(flat), len(answers)))
-            flat += [(c.system(it.stage), q, a) for a in answers]
+            flat += [(c.system(it.stage, q, {it.passage_id}), q, a) for a in answers]
         scored = nll(c, c.engine, flat)
         hits = {}
         for it, (k, n) in zip(items, spans):

@@ -37,6 +37,7 @@ class Item:
     answer: str
     options: list[str]  # the answer among them, in a fixed shuffled order
     trained: bool = False  # the sentence stands in a training row's answer
+    passage_id: str | None = None  # where it came from (a rag variant must not retrieve it)
 
     @property
     def correct(self) -> int:
@@ -116,7 +117,8 @@ def build_items(passages: list[dict], persona_name: str, n: int, seed: int = 0, 
             continue
         opts = sorted([value, *wrong], key=lambda v: _rank(seed, s, "order", v))
         iid = _rank("mc", s)[:16]
-        by_stage[p["stage"]].append(Item(iid, p["stage"], kind, s, value, opts, trained=s in trained))
+        by_stage[p["stage"]].append(Item(iid, p["stage"], kind, s, value, opts, trained=s in trained,
+                                         passage_id=p.get("id")))
     for items in by_stage.values():
         items.sort(key=lambda it: _rank(seed, it.iid))
     out: list[Item] = []

@@ -28,15 +28,28 @@ class Ctx:
         self.own_answers: list[str] = []  # the persona's own greedy answers, for the style metric
         self.cache: dict = {}  # work shared by several metrics (likelihood: span scores)
 
-    def system(self, stage: str | None) -> str:
-        return self.inputs.system(stage, self.engine.name)
+    def system(self, stage: str | None, query: str | None = None, exclude=frozenset()) -> str:
+        """The variant's system prompt; a *_rag variant adds the top passages for ``query``
+        (bounded by the stage, never those in ``exclude``: the item's own passage)."""
+        base = self.inputs.system(stage, self.engine.name)
+        if not self.engine.name.endswith("_rag") or not query:
+            return base
+        from kit.retrieval import with_passages
+
+        bound = self.persona.stage_index(stage or self.persona.stages[-1].id)
+        return with_passages(base, self.inputs.retriever().top_k(query, self.cfg.rag_k, bound, exclude))
 
     def answer(self, convs: list[list[dict]], engine=None) -> list[str]:
         return ipip.batched_complete(engine or self.engine, convs, self.greedy, self.cfg.batch_size, self.progress)
 
     def ask(self, qs: list[Question]) -> list[str]:
         """Greedy answers to held-out questions, each under its own stage's system prompt."""
-        return self.answer([msgs(self.system(q.stage), q.text) for q in qs])
+        return self.answer([msgs(self.system(q.stage, q.text, own_passage(q)), q.text) for q in qs])
+
+
+def own_passage(q: Question) -> frozenset:
+    """The passage an item was cut from: retrieval must not hand the answer back."""
+    return frozenset({q.meta.get("passage_id")} - {None})
 
 
 def msgs(system: str, text: str) -> list[dict]:
@@ -113,7 +126,7 @@ def consistency(c: Ctx):
 
     qs = consistency_questions(c.inputs.questions, c.cfg.max_questions)
     paras = [paraphrases(c.judge, q.text, c.cfg.paraphrases) for q in qs]
-    flat = c.answer([msgs(c.system(q.stage), p) for q, ps in zip(qs, paras) for p in ps])
+    flat = c.answer([msgs(c.system(q.stage, p, own_passage(q)), p) for q, ps in zip(qs, paras) for p in ps])
     groups, verdicts, k = [], [], 0
     for q, ps in zip(qs, paras):
         group = flat[k:k + len(ps)]

@@ -57,7 +57,7 @@ LOWER_IS_BETTER = {"big_five_mae", "big_five_rmse", "big_five_spread", "cross_st
 PAIRED_LOWER_IS_BETTER = {"big_five_item_error", "voice_nll"}
 # Each trained variant is compared with every baseline the run has: the prompted base model
 # (full description) first, then the base model under the trained variants' brief prompt.
-BASELINES = ("prompted", "base_brief")
+BASELINES = ("prompted", "base_brief", "prompted_rag")
 
 
 def report_md(results: dict, persona) -> str:
@@ -238,10 +238,11 @@ def write_outputs(out_dir: Path, results: dict, rows: list[dict], persona) -> No
                                                        PAIRED_LOWER_IS_BETTER, seed=results.get("seed", 0))
                                    for n, r in vs.items() if n not in BASELINES}
                             for base in BASELINES if base in vs}
-    if "prompted" in vs and "base_brief" in vs:
-        results["baselines"]["prompted"]["base_brief"] = compare_variants(
-            vs["base_brief"].get("paired") or {}, vs["prompted"].get("paired") or {}, PAIRED_LOWER_IS_BETTER,
-            seed=results.get("seed", 0))
+    for other in ("base_brief", "prompted_rag"):  # the other baselines against the prompted one
+        if "prompted" in vs and other in vs:
+            results["baselines"]["prompted"][other] = compare_variants(
+                vs[other].get("paired") or {}, vs["prompted"].get("paired") or {}, PAIRED_LOWER_IS_BETTER,
+                seed=results.get("seed", 0))
     results["comparisons"] = results["baselines"].get("prompted", {})
     results["headline"] = {n: headline(r) for n, r in vs.items()}
     results["plots"] = plots(out_dir, results)

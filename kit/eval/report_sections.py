@@ -11,7 +11,8 @@ def _f(x, nd: int = 2) -> str:
 
 
 _BASE_WORDS = {"prompted": "the prompted base (full description)",
-               "base_brief": "the base model under the brief prompt"}
+               "base_brief": "the base model under the brief prompt",
+               "prompted_rag": "the prompted base with retrieved passages (the retrieval baseline)"}
 
 
 def verdict_section(results: dict) -> list[str]:

@@ -39,6 +39,16 @@ class Inputs:
         self.contrasts = self._contrasts(loaded)
         self.adapters = {v: run.path / v / "adapter" for v in ("sft", "dpo")}
         self.gguf = loaded.resolve_path(self.cfg.gguf) if self.cfg.gguf else None
+        self._retriever = None
+
+    def retriever(self):
+        """One index over every passage of the persona's materials, for the *_rag variants."""
+        if self._retriever is None:
+            from kit.retrieval import Retriever
+
+            self._retriever = Retriever(read_jsonl(self.passages_path), self.recipe.construct.retriever,
+                                        where="recipe: construct.retriever")
+        return self._retriever
 
     def _contrasts(self, loaded) -> list[tuple[str, object]]:
         """(label, persona spec or None for a plain assistant) asked the distinctiveness questions."""
@@ -59,9 +69,10 @@ class Inputs:
     def variants(self) -> list[str]:
         out = []
         for v in self.cfg.variants:
-            if v in ("prompted", "placebo", "base_brief"):
+            root = v.removesuffix("_rag")  # a rag variant needs what its plain variant needs
+            if root in ("prompted", "placebo", "base_brief"):
                 out.append(v)
-            elif v in self.adapters and (self.adapters[v] / "adapter_config.json").is_file():
+            elif root in self.adapters and (self.adapters[root] / "adapter_config.json").is_file():
                 out.append(v)
             elif v == "gguf" and self.gguf is not None:
                 out.append(v)
@@ -84,6 +95,7 @@ class Inputs:
         a trained variant gets the prompt style it was trained with (construct.system_prompt)."""
         persona = persona or self.persona
         style = self.recipe.construct.prompt_style()
+        variant = variant.removesuffix("_rag")
         if variant in ("prompted", "placebo"):
             style = {**style, "brief": False}
         elif variant == "base_brief":  # the untrained model under the trained variants' own prompt
@@ -105,7 +117,7 @@ def make_engine(name: str, inputs: Inputs, base: Path | None):
         return LlamaCppEngine(inputs.gguf, name="gguf", seed=inputs.cfg.seed)
     from kit.engine.hf import HFEngine
 
-    adapter = inputs.adapters.get(name)  # prompted and placebo: the base model alone
+    adapter = inputs.adapters.get(name.removesuffix("_rag"))  # prompted and placebo: the base model alone
     return HFEngine(base, adapter, name=name)
 
 
