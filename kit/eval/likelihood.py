@@ -17,13 +17,9 @@ Engines that cannot score an answer (llama.cpp here) skip them.
 from __future__ import annotations
 
 from kit.eval import mc
-from kit.eval.questions import Question
+from kit.eval.questions import own_passage
 from kit.eval.similarity import bootstrap_ci
 from kit.rundir import read_jsonl
-
-
-def own_passage(q: Question) -> frozenset:
-    return frozenset({q.meta.get("passage_id")} - {None})
 
 
 def can_score(engine) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from kit.engine.base import GenParams
 from kit.eval import bigfive, ipip, likelihood, metrics
 from kit.eval.paraphrase import paraphrases, wrappers
-from kit.eval.questions import Question, by_pattern, consistency_questions, distinct_questions, knowledge_questions
+from kit.eval.questions import (Question, by_pattern, consistency_questions, distinct_questions, knowledge_questions,
+                                own_passage)
 
 
 class Ctx:
@@ -45,11 +46,6 @@ class Ctx:
     def ask(self, qs: list[Question]) -> list[str]:
         """Greedy answers to held-out questions, each under its own stage's system prompt."""
         return self.answer([msgs(self.system(q.stage, q.text, own_passage(q)), q.text) for q in qs])
-
-
-def own_passage(q: Question) -> frozenset:
-    """The passage an item was cut from: retrieval must not hand the answer back."""
-    return frozenset({q.meta.get("passage_id")} - {None})
 
 
 def msgs(system: str, text: str) -> list[dict]:

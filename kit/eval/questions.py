@@ -27,6 +27,11 @@ class Question:
     meta: dict = field(default_factory=dict)
 
 
+def own_passage(q: Question) -> frozenset:
+    """The passage an item was cut from: a retrieval variant must not hand the answer back."""
+    return frozenset({q.meta.get("passage_id")} - {None})
+
+
 def _from_record(i: int, rec: dict, persona, path: Path) -> Question:
     msgs = rec.get("messages")
     if not isinstance(msgs, list) or not any(m.get("role") == "user" for m in msgs):
