@@ -14,18 +14,14 @@ the written rows (construct fails the run on a leak).
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 
 from kit.construct.filters import ngrams
 from kit.construct.spans import first_person_spans
+from kit.construct.split import _rank, holdout_count
 from kit.text import YEAR, names
 
 LEAK_N = 8  # an 8-word run shared by chance between two real passages is rare; shorter runs are not
-
-
-def _rank(key: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}|{key}".encode()).hexdigest()
 
 
 def heldout_passages(passages: list[dict], share: float, seed: int, gold_texts: list[str]) -> set[str]:
@@ -39,10 +35,8 @@ def heldout_passages(passages: list[dict], share: float, seed: int, gold_texts: 
             by_stage[p["stage"]].append(p)
     out: set[str] = set()
     for ps in by_stage.values():
-        n = round(len(ps) * share)
-        if share > 0 and n == 0 and len(ps) >= 2:
-            n = 1
-        out.update(p["id"] for p in sorted(ps, key=lambda p: _rank(p["id"], seed))[:n])
+        ranked = sorted(ps, key=lambda p: _rank(p["id"], seed))
+        out.update(p["id"] for p in ranked[:holdout_count(len(ps), share)])
     return out
 
 

@@ -15,6 +15,13 @@ def norm_q(q: str) -> str:
     return re.sub(r"\W+", " ", q.lower()).strip()
 
 
+def holdout_count(n: int, fraction: float) -> int:
+    """How many of ``n`` items a stratum holds out: round(n * fraction), at least one when the
+    stratum has two or more and fraction > 0."""
+    k = round(n * fraction)
+    return 1 if fraction > 0 and k == 0 and n >= 2 else k
+
+
 def stratified_split(items: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """Split by question: items sharing a normalised question stay on one side.
 
@@ -27,10 +34,7 @@ def stratified_split(items: list[dict], fraction: float, seed: int) -> tuple[lis
     test_q: set[tuple] = set()
     for key, groups in strata.items():
         qs = sorted(groups, key=lambda q: _rank(q, seed))
-        n = round(len(qs) * fraction)
-        if fraction > 0 and n == 0 and len(qs) >= 2:
-            n = 1
-        test_q.update((key, q) for q in qs[:n])
+        test_q.update((key, q) for q in qs[:holdout_count(len(qs), fraction)])
     train, test = [], []
     for it in items:
         side = test if ((it["pattern"], it["stage"]), norm_q(it["question"])) in test_q else train
