@@ -16,12 +16,19 @@ _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 # A name in running text: capitalised words not opening a sentence, with a title if it has one.
 _NAME = re.compile(r"(?<=[a-z,;:] )((?:Mr\.|Mrs\.|Miss|Dr\.|General|Governor|President) ?)?"
                    r"([A-Z][a-z]{2,}(?: (?:of |de |& )?[A-Z][a-z]{2,}){0,3})")
+# a sentence ends at . ! ? (and a closing quote) before whitespace and a capital (or opening quote)
+_SENT = re.compile(r"(?<=[.!?])[\"'”’]?\s+(?=[\"'“‘(]?[A-Z])")
 YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
 # capitalised words that are not names of things a person would be asked about
 NOT_NAMES = {"God", "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "January",
              "February", "March", "April", "May", "June", "July", "August", "September", "October",
              "November", "December", "English", "Christmas", "Bible", "Lord", "Heaven", "Sir", "The", "This",
              "That"}
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of running text, whitespace collapsed (construct's spans, eval's knowledge items)."""
+    return [s.strip() for s in _SENT.split(re.sub(r"\s+", " ", text or "")) if s.strip()]
 
 
 def names(text: str, exclude: set[str] | frozenset = frozenset()) -> list[str]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-_SENT = re.compile(r"(?<=[.!?])[\"'”’]?\s+(?=[\"'“‘(]?[A-Z])")
+from kit.text import sentences as split_sentences
+
 _FIRST = re.compile(r"\b(I|my|me|mine|myself|we|our|us)\b")
 # A chapter heading that ingest joined to the paragraph after it ("XII DEFENSE OF THE PROVINCE
 # I had, on the whole, ..."): two or more all-capital words or roman numerals, then prose.
@@ -37,7 +38,7 @@ def clean(text: str) -> str:
 
 
 def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENT.split(clean(text)) if s.strip()]
+    return split_sentences(clean(text))
 
 
 def first_person_spans(text: str, n: int | None, min_words: int = 25, max_words: int = 90) -> list[str]:

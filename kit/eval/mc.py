@@ -19,9 +19,8 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from kit.text import YEAR, names
+from kit.text import YEAR, names, sentences
 
-_SENT = re.compile(r"(?<=[.!?])[\"'”’]?\s+(?=[\"'“‘(]?[A-Z])")
 _NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(?![\w,.]\d)")
 _SECOND = {"i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself", "we": "you",
            "us": "you", "our": "your", "ours": "yours", "ourselves": "yourselves", "am": "are"}
@@ -63,10 +62,6 @@ def second_person(text: str) -> str:
     out = re.sub(r"\b(I|me|my|mine|myself|we|us|our|ours|ourselves|am)\b", swap, text)
     out = re.sub(r"\byou was\b", "you were", out)
     return out[0].upper() + out[1:] if out else out
-
-
-def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENT.split(re.sub(r"\s+", " ", text or "")) if s.strip()]
 
 
 def _slot(sentence: str) -> tuple[str, str] | None:
