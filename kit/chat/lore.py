@@ -22,7 +22,9 @@ class Lore:
     retriever: object  # kit.retrieval.Retriever over the bundle's index
     k: int
     stage_order: list[str]  # stage ids in life order: the bound for each stage
-    last: list[dict] = field(default_factory=list)  # passages used for the latest turn (the TUI shows them)
+    persona_id: str | None = None  # whose index this is: another persona in the same chat gets none of it
+    last: list[dict] = field(default_factory=list)  # passages the latest call used (--prompt lists them)
+    last_stage: str = ""  # the stage whose bound picked ``last``
     last_ms: float = 0.0  # how long the lookup took
 
     @classmethod
@@ -38,18 +40,21 @@ class Lore:
         if bundle.index_dir is None:
             raise KitError("this bundle has no passage index", where=bundle.root,
                            fix="re-export it with export.index: true, or drop --retrieve")
-        return cls(Retriever.load(bundle.index_dir), k, [s.id for s in bundle.stages])
+        return cls(Retriever.load(bundle.index_dir), k, [s.id for s in bundle.stages], bundle.persona_id)
 
     def lookup(self, query: str, stage_id: str) -> list[dict]:
         bound = self.stage_order.index(stage_id) if stage_id in self.stage_order else len(self.stage_order) - 1
         t0 = time.perf_counter()
-        self.last = self.retriever.top_k(query, self.k, bound) if query.strip() else []
+        found = self.retriever.top_k(query, self.k, bound) if query.strip() else []
         self.last_ms = (time.perf_counter() - t0) * 1000
-        return self.last
+        self.last, self.last_stage = found, stage_id
+        return found
 
-    def system(self, base: str, query: str, stage_id: str, n_ctx: int, count) -> str:
-        """``base`` with the top-K passages for ``query`` appended, within the context budget
-        (``count`` counts the tokens of a message list)."""
+    def pick(self, base: str, query: str, stage_id: str, n_ctx: int, count) -> tuple[str, list[dict]]:
+        """(``base`` with the top-K passages for ``query`` appended, the passages used), within the
+        context budget (``count`` counts the tokens of a message list). The TUI's status line asks
+        for the same prompt while a reply starts, so the caller keeps the returned list rather
+        than reading ``last`` afterwards."""
         passages = self.lookup(query, stage_id)
         budget = int(n_ctx * CONTEXT_SHARE)
         used: list[dict] = []
@@ -58,4 +63,19 @@ class Lore:
                 break
             used.append(p)
         self.last = used
-        return with_passages(base, used)
+        return with_passages(base, used), used
+
+    def system(self, base: str, query: str, stage_id: str, n_ctx: int, count) -> str:
+        """``base`` with the passages that fit appended (see ``pick``)."""
+        return self.pick(base, query, stage_id, n_ctx, count)[0]
+
+
+def shown(passages: list[dict], words: int = 12) -> list[dict]:
+    """Passages for display: id, stage, source and the first ``words`` words."""
+    return [{"id": p["id"], "stage": p.get("stage", ""), "source": p.get("source", ""),
+             "excerpt": excerpt(p["text"], words)} for p in passages]
+
+
+def excerpt(text: str, words: int = 12) -> str:
+    parts = text.split()
+    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")

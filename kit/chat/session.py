@@ -46,6 +46,19 @@ class PersonaView:
         raise KeyError(stage_id)
 
 
+def turn_messages(system: str, turns: list[dict], stage: str, lore, n_ctx: int,
+                  count) -> tuple[list[dict], list[dict] | None]:
+    """(the messages sent to the model, the passages retrieval added or None when it is off): the
+    stage's system prompt, with the top passages for the latest user turn when ``lore`` is on
+    (bounded by ``stage``), then the turns. The TUI, ``perskit chat --prompt`` and the TTFT
+    benchmark all build their prompt here."""
+    used = None
+    if lore is not None:
+        query = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
+        system, used = lore.pick(system, query, stage, n_ctx, count)
+    return ([{"role": "system", "content": system}] if system else []) + turns, used
+
+
 @dataclass
 class ReplyStats:
     tokens: int = 0
@@ -71,6 +84,9 @@ class ChatSession:
     items: list[StoredMessage] = field(default_factory=list)
     last_stats: ReplyStats = field(default_factory=ReplyStats)
     lore: object | None = None  # kit.chat.lore.Lore: the persona's passages for the latest user turn
+    # The passages the latest reply was given (None: retrieval off, or no reply since the stage,
+    # persona or conversation changed, so nothing from another stage's bound is ever shown).
+    retrieved: list[dict] | None = None
 
     def __post_init__(self):
         self.stage = self.stage or self.persona.default_stage
@@ -100,13 +116,20 @@ class ChatSession:
     def system_prompt(self) -> str:
         return self.persona.stage(self.stage).system_prompt
 
+    def active_lore(self):
+        """The session's Lore while chatting with the persona it indexes (None otherwise)."""
+        lore = self.lore
+        if lore is None or getattr(lore, "persona_id", None) not in (None, self.persona.id):
+            return None  # after a persona switch: never another persona's passages
+        return lore
+
     def model_messages(self) -> list[dict]:
+        return self._messages()[0]
+
+    def _messages(self) -> tuple[list[dict], list[dict] | None]:
         turns = [m.as_chat() for m in self.items if m.role in ("user", "assistant") and m.content]
-        system = self.system_prompt()
-        if self.lore is not None:  # retrieval for the latest user turn, bounded by the current stage
-            query = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
-            system = self.lore.system(system, query, self.stage, self.n_ctx, token_counter(self.engine))
-        return ([{"role": "system", "content": system}] if system else []) + turns
+        return turn_messages(self.system_prompt(), turns, self.stage, self.active_lore(), self.n_ctx,
+                             token_counter(self.engine))
 
     def fitted_messages(self) -> tuple[list[dict], str | None]:
         return fit_messages(self.model_messages(), self.n_ctx, self.params.max_tokens, token_counter(self.engine))
@@ -120,6 +143,7 @@ class ChatSession:
         if stage_id == self.stage:
             return f"already at stage {st.label}"
         self.stage = stage_id
+        self.retrieved = None
         if self.conv_id is not None:
             self.store.set_stage(self.conv_id, stage_id)
         text = f"stage switched to {st.label} ({st.id})"
@@ -142,7 +166,9 @@ class ChatSession:
         Closing the iterator (stop key) keeps the partial text, saved with ``partial=1``.
         A trim notice, if any, is added as a note before generation starts.
         """
-        messages, notice = self.fitted_messages()
+        messages, used = self._messages()
+        messages, notice = fit_messages(messages, self.n_ctx, self.params.max_tokens, token_counter(self.engine))
+        self.retrieved = used
         if notice:
             self.note(notice)
         msg = self._add("assistant", "", partial=True, speaker=self.persona.name)
@@ -203,12 +229,14 @@ class ChatSession:
             if msg.id >= 0 and msg.role != "note":
                 self.store.delete_message(msg.id)
         self.items = self.items[:i] + [m for m in self.items[i:] if m.role == "note"]
+        self.retrieved = None  # they were the passages for the message being edited
         return text
 
     def clear(self) -> None:
         """Start a fresh conversation; the old one stays in the history."""
         self.conv_id = None
         self.items = []
+        self.retrieved = None
 
     def load(self, conv_id: int) -> None:
         conv = self.store.conversation(conv_id)
@@ -216,6 +244,7 @@ class ChatSession:
             raise KeyError(conv_id)
         self.conv_id = conv_id
         self.items = self.store.messages(conv_id)
+        self.retrieved = None
         if conv.stage:
             try:
                 self.persona.stage(conv.stage)

@@ -120,17 +120,16 @@ def ask_once(path: str, prompt: str, *, stage: str | None, temperature: float | 
     (and the same retrieval: the passages used are listed on stderr)."""
     from kit.chat.context import token_counter
     from kit.chat.lore import Lore
+    from kit.chat.session import turn_messages
 
     b, engine = open_persona(path, **open_kw)
     try:
         params = b.gen_params(temperature=temperature, max_tokens=max_tokens)
         st = b.stage(stage)
-        system, lore = st.system_prompt, Lore.for_bundle(b, retrieve)
-        if lore is not None:
-            system = lore.system(system, prompt, st.id, engine.n_ctx, token_counter(engine))
-            for i, p in enumerate(lore.last, 1):
-                click.echo(f"[{i}] {p.get('source', '')} ({p.get('stage', '')}): {p['text'][:80]}...", err=True)
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        messages, used = turn_messages(st.system_prompt, [{"role": "user", "content": prompt}], st.id,
+                                       Lore.for_bundle(b, retrieve), engine.n_ctx, token_counter(engine))
+        for i, p in enumerate(used or [], 1):
+            click.echo(f"[{i}] {p.get('source', '')} ({p.get('stage', '')}): {p['text'][:80]}...", err=True)
         for piece in engine.stream(messages, params):
             click.echo(piece, nl=False)
         click.echo()
