@@ -22,6 +22,7 @@ from kit.tui.screens.settings import SettingsScreen
 from kit.tui.screens.stage import StageScreen
 from kit.tui.widgets.chat_view import ChatView
 from kit.tui.widgets.header import PersonaHeader, StatusLine
+from kit.tui.widgets.passages import PassagesPanel
 from kit.tui.widgets.prompt import PromptArea
 from kit.tui.widgets.sidebar import HistorySidebar
 
@@ -43,6 +44,7 @@ class ChatApp(App):
         # Listed in F1 help and the palette; the footer has room for 80 columns only.
         Binding("ctrl+g", "edit_last", "Edit", show=False),
         Binding("ctrl+b", "sidebar", "History", show=False),
+        Binding("f2", "passages", "Passages", show=False),
     ]
 
     def __init__(self, session: ChatSession, agents: list[Agent] | None = None,
@@ -67,6 +69,7 @@ class ChatApp(App):
             yield HistorySidebar(id="sidebar")
             with Vertical(id="main"):
                 yield ChatView(id="chat")
+                yield PassagesPanel(id="passages")  # hidden until F2 (chat.tcss)
                 yield StatusLine(id="status")
                 yield PromptArea(placeholder="Message (Enter sends, Ctrl+J new line, /help)", id="prompt")
         yield Footer(compact=True, show_command_palette=True)
@@ -100,6 +103,7 @@ class ChatApp(App):
             used = 0
         self.query_one(StatusLine).show(generating=self.chat.generating, tok_per_s=s.tok_per_s, ttft_s=s.ttft_s,
                                         ctx_used=used, n_ctx=self.session.n_ctx or 0, note=note)
+        self.query_one(PassagesPanel).show_for(self.session)  # every place the status changes, so does it
 
     def note(self, text: str) -> None:
         self.chat.add_bubble("note", "", text)
@@ -185,6 +189,7 @@ class ChatApp(App):
             self.notify("no message to edit")
             return
         self.chat.show_items(self.session.items)
+        self.refresh_status()  # the context shrank and the last reply's passages went with it
         prompt = self.query_one("#prompt", PromptArea)
         prompt.value = text
         prompt.focus()
@@ -261,8 +266,13 @@ class ChatApp(App):
             self.refresh_sidebar()
             bar.focus()
 
+    def action_passages(self) -> None:
+        panel = self.query_one(PassagesPanel)
+        panel.display = not panel.display
+        panel.show_for(self.session)
+
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(retrieval=self.session.active_lore() is not None))
 
     def on_history_sidebar_open(self, event: HistorySidebar.Open) -> None:
         self.open_conversation(event.conv_id)
@@ -299,7 +309,7 @@ class ChatApp(App):
         simple = {"help": self.action_help, "regen": self.action_regen, "edit": self.action_edit_last,
                   "clear": self.action_clear, "new": self.action_clear, "settings": self.action_settings,
                   "history": self.action_sidebar, "stop": self.action_stop, "quit": self.exit,
-                  "copy": self.action_copy_last}
+                  "copy": self.action_copy_last, "passages": self.action_passages}
         if cmd in simple:
             simple[cmd]()
         elif cmd == "stage":

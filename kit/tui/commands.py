@@ -25,6 +25,10 @@ class PerskitCommands(Provider):
                 ("Regenerate last reply", app.action_regen, ""),
                 ("Sampling settings", app.action_settings, "temperature, top-p, penalties, max tokens"),
                 ("Help", app.action_help, "keys and slash commands")]
+        if session.active_lore() is not None:  # only with --retrieve: nothing to show otherwise
+            shown = app.query_one("#passages").display
+            out.append(("Hide retrieved passages" if shown else "Show retrieved passages", app.action_passages,
+                        "the persona's passages the last reply was given (F2)"))
         return out
 
     async def discover(self) -> Hits:

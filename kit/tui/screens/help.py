@@ -45,9 +45,18 @@ Conversations are saved as you type and as replies stream, in SQLite under
 """
 
 
+# Listed only when the chat retrieves passages (--retrieve K): the key does nothing useful otherwise.
+RETRIEVAL_KEY = "| F2, /passages | show/hide the persona's passages retrieval gave the last reply |\n"
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [("escape", "dismiss", "close"), ("f1", "dismiss", "close"), ("q", "dismiss", "close")]
 
+    def __init__(self, retrieval: bool = False) -> None:
+        super().__init__()
+        self.retrieval = retrieval
+
     def compose(self) -> ComposeResult:
+        text = HELP.replace("| F1 | this help |\n", "| F1 | this help |\n" + RETRIEVAL_KEY) if self.retrieval else HELP
         with VerticalScroll(id="help-box"):
-            yield Markdown(HELP)
+            yield Markdown(text)
