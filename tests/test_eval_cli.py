@@ -173,6 +173,25 @@ def test_prompted_baseline_keeps_the_full_prompt(tmp_path):
     assert other.startswith("You are ") and "Mira" not in other and len(other) < len(full)
 
 
+def test_adding_a_variant_keeps_the_other_variants_parts(tmp_path):
+    """A variant's saved part is keyed without the variant list: adding prompted_rag to a finished
+    eval reruns only prompted_rag, while any other eval setting still invalidates every part."""
+    from kit.commands._common import open_run
+    from kit.eval.runner import Inputs
+
+    recipe, run = _project(tmp_path)
+
+    def hashes(*sets):
+        loaded, lp, rd = open_run(str(recipe), str(run), sets)
+        inputs = Inputs(loaded, lp, rd)
+        return inputs.hash(), inputs.hash(per_variant=True)
+
+    whole, part = hashes("eval.variants=[prompted]")
+    whole_rag, part_rag = hashes("eval.variants=[prompted,prompted_rag]")
+    assert whole != whole_rag and part == part_rag
+    assert hashes("eval.variants=[prompted]", "eval.max_questions=2")[1] != part
+
+
 def test_rag_variants_retrieve_bounded_passages_never_the_items_own(tmp_path):
     """prompted_rag (the retrieval baseline): the full prompt plus the top passages for the
     question, bounded by the item's stage and never the passage the item was cut from."""

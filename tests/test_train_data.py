@@ -99,3 +99,26 @@ def test_mix_general_ratio_and_bad_rows(tmp_path):
         load_records(bad)
     with pytest.raises(KitError, match="not found"):
         load_records(tmp_path / "nope.jsonl")
+
+
+def test_gold_repeat_copies_only_the_gold_rows_and_sizes_the_epochs(tmp_path):
+    """``train.gold_repeat`` adds copies of the gold rows (and nothing else) to the file the
+    backend trains on, and ``train.epochs`` then counts passes over the enlarged file."""
+    from kit.rundir import read_jsonl, write_jsonl
+    from kit.train.config import TrlTrain
+    from kit.train.stage import _sized, _with_gold_repeat
+
+    def row(i, source):
+        return {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}],
+                "meta": {"source": source}}
+
+    train = tmp_path / "train.jsonl"
+    write_jsonl(train, [row(0, "gold"), row(1, "backtranslation"), row(2, "teacher"), row(3, "gold")])
+    cfg = TrlTrain(model="tiny-llama-spm", epochs=2, batch_size=2)
+    assert _with_gold_repeat(cfg, train, tmp_path, print) == train  # gold_repeat 1: the file itself
+    cfg = cfg.model_copy(update={"gold_repeat": 3})
+    data = _with_gold_repeat(cfg, train, tmp_path, print)
+    questions = [r["messages"][0]["content"] for r in read_jsonl(data)]
+    assert sorted(questions) == ["q0", "q0", "q0", "q1", "q2", "q3", "q3", "q3"]
+    assert read_jsonl(train) and len(read_jsonl(train)) == 4  # construct's file is untouched
+    assert _sized(cfg, data, print).max_steps == 8  # 2 epochs x 8 rows / batch 2

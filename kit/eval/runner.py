@@ -80,12 +80,17 @@ class Inputs:
             out.append("gguf")
         return out
 
-    def hash(self) -> str:
+    def hash(self, *, per_variant: bool = False) -> str:
+        """The inputs of the whole eval; ``per_variant`` leaves out the variant list, so adding a
+        variant to a finished eval (say prompted_rag) reuses the parts of the others."""
+        cfg = self.cfg.model_dump(mode="json")
+        if per_variant:
+            cfg.pop("variants", None)
         probes = self.test_path.with_name("probes.jsonl")
         files = [p for p in (self.test_path, probes, self.passages_path) if p.exists()]
         files += [a for a in self.adapters.values() if a.is_dir()]
         files += [self.gguf] if self.gguf and self.gguf.exists() else []
-        return hash_obj({"eval": self.cfg.model_dump(mode="json"), "model": self.recipe.train.model,
+        return hash_obj({"eval": cfg, "model": self.recipe.train.model,
                          "teacher": self.recipe.teacher.model_dump(mode="json"),
                          "persona": self.persona.model_dump(mode="json"), "files": hash_paths(files),
                          "style": self.recipe.construct.prompt_style(), "method": METHOD})
@@ -200,8 +205,9 @@ def run_eval(loaded, lp, run, *, console=None) -> dict:
     all_rows: list[dict] = []
     parts = out_dir / "parts"
     contrasts = contrast_engines(inputs, base, loaded)
+    part_hash = inputs.hash(per_variant=True)
     for name in variants:
-        results["variants"][name], rows = _variant(name, inputs, judge, base, contrasts, parts, h, console)
+        results["variants"][name], rows = _variant(name, inputs, judge, base, contrasts, parts, part_hash, console)
         all_rows += rows
     for e in contrasts.values():
         e.close()

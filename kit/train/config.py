@@ -24,6 +24,9 @@ class _TrainCommon(Strict):
     epochs: float | None = Field(None, gt=0, description="Passes over the training rows (replay rows included); "
                                                          "sets the step count from the data, so a run with more "
                                                          "rows trains as thoroughly as one with fewer.")
+    gold_repeat: int = Field(1, ge=1, le=8, description="Copies of each hand-written gold row per epoch: the "
+                                                      "few answers a user checks first get more passes than "
+                                                      "the many own-word and teacher rows.")
     reproduce_items: int = Field(12, ge=0, description="After training, greedy answers to this many training "
                                                        "questions (gold and own-word rows first) are compared with "
                                                        "their trained answers (token F1): does it hold its rows?")

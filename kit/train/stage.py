@@ -39,6 +39,7 @@ def run(ctx) -> Manifest:
     if main:
         stage.begin(inputs, backend=cfg.backend, base_model=base.path, base=base.as_dict())
     data, replay = _with_replay(cfg, base, train, stage.path, ctx.echo)
+    data = _with_gold_repeat(cfg, data, stage.path, ctx.echo)
     cfg = _sized(cfg, data, ctx.echo)
     result = backend.sft(cfg, data, test if test.is_file() else None, stage.path, base.folder, resume=ctx.resume)
     peak = max(result.get("peak_rss_mb") or 0, peak_rss_mb())
@@ -64,6 +65,21 @@ def _sized(cfg, data: Path, echo):
     return cfg.model_copy(update={"max_steps": steps})
 
 
+def _with_gold_repeat(cfg, data: Path, out: Path, echo) -> Path:
+    """``train.gold_repeat`` copies of every gold row. At 135M two epochs over ~50 rows left the
+    model holding none of its hand-written answers; more epochs over everything cost time on rows
+    the user checks least (measured in docs/benchmarks.md)."""
+    if cfg.gold_repeat <= 1:
+        return data
+    from kit.rundir import read_jsonl, write_jsonl
+
+    rows = read_jsonl(data)
+    gold = [r for r in rows if (r.get("meta") or {}).get("source") == "gold"]
+    echo(f"sft: {len(gold)} gold rows x {cfg.gold_repeat} per epoch")
+    write_jsonl(out / "train_gold_repeat.jsonl", rows + gold * (cfg.gold_repeat - 1))
+    return out / "train_gold_repeat.jsonl"
+
+
 def _reproduction(cfg, base, train: Path, adapter: Path, echo) -> dict | None:
     """How often the tuned model gives back its own training answers: greedy answers to up to
     ``reproduce_items`` training questions (gold and own-word rows first), token F1 against the
@@ -75,7 +91,8 @@ def _reproduction(cfg, base, train: Path, adapter: Path, echo) -> dict | None:
     from kit.tuning import generate
 
     rows = read_jsonl(train)
-    rows.sort(key=lambda r: (r.get("meta") or {}).get("source") not in ("gold", "backtranslation"))
+    order = {"gold": 0, "backtranslation": 1}  # the hand-written answers first, then her own words
+    rows.sort(key=lambda r: order.get((r.get("meta") or {}).get("source"), 2))
     rows = rows[:cfg.reproduce_items]
     if not rows:
         return None
