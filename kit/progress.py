@@ -236,22 +236,40 @@ def counter(what: str, total: int | None, *, unit: str = "", console=None, every
         yield lambda n=1: plain.advance(task, n)
 
 
+def spoken() -> None:
+    """Note that a line was printed outside these helpers (a stage's own ``echo``), so a
+    heartbeat does not repeat it."""
+    with _Spoken.lock:
+        _Spoken.last = time.monotonic()
+
+
 @contextmanager
-def heartbeat(what: str, console=None, every: float | None = None):
+def heartbeat(what: str, console=None, every: float | None = None, summary: bool = True):
     """For a step with no counter: off a terminal, ``<what> still running (90 s)`` every
-    ``every`` seconds unless another progress line was printed meanwhile, then a summary."""
+    ``every`` seconds unless another progress line was printed meanwhile, then a summary
+    (``summary=False``: a whole stage, whose end its own report already says)."""
     if is_terminal(console):
         yield
         return
     beat = _Heartbeat(console, every=every)
+    beat.summarize = summary
     beat.add_task(what, total=None)
     with beat:
         yield
 
 
 class _Heartbeat(PlainProgress):
+    summarize = True
+
     def tick(self) -> None:
         with _Spoken.lock:
             quiet = time.monotonic() - _Spoken.last
         if quiet >= self.every:
             super().tick()
+
+    def summary(self, t: _Task, failed: bool = False) -> str:
+        return super().summary(t, failed) if self.summarize else ""
+
+    def _say(self, t: _Task, text: str) -> None:
+        if text:
+            super()._say(t, text)

@@ -168,6 +168,30 @@ def test_heartbeat_is_quiet_while_another_task_speaks():
     assert _lines(buf)[-1] == "dpo: mining base_brief negatives still running (31 s)"
 
 
+def test_a_stage_heartbeat_fills_silences_only_and_leaves_the_end_to_the_stage():
+    """``run_stage`` wraps every stage in ``heartbeat(stage, summary=False)``: a line after a
+    silence (a stage's own echo counts as speech, via ``spoken``), and no summary line."""
+    from kit.progress import _Heartbeat, _Spoken, spoken
+
+    console, buf = _log()
+    clock = Clock()
+    beat = _Heartbeat(console, every=30, clock=clock, thread=False)
+    beat.summarize = False
+    beat.add_task("sft", total=None)
+    spoken()  # the stage just echoed a line
+    clock.now += 31
+    beat.tick()
+    assert _lines(buf) == []
+    _Spoken.last = time.monotonic() - 31  # then 31 s with no line from anyone
+    beat.tick()
+    assert _lines(buf) == ["sft still running (31 s)"]
+    beat.stop()
+    assert _lines(buf) == ["sft still running (31 s)"]  # the stage's report says how it ended
+    with heartbeat("sft", console, summary=False):  # the context manager passes the flag on
+        pass
+    assert _lines(buf) == ["sft still running (31 s)"]
+
+
 def test_interval_from_the_environment(monkeypatch):
     monkeypatch.setenv("PERSKIT_PROGRESS_EVERY", "5")
     assert every_seconds() == 5 and PlainProgress().every == 5

@@ -32,10 +32,20 @@ def run_stage(name: str, recipe: str, run_dir: str | None, overrides, *, force: 
     from kit.context import open_context
     from kit.stages import by_name
 
-    ctx = open_context(recipe, run_dir, overrides, force=force, resume=resume, echo=click.echo,
-                       console=Console(stderr=True))
+    from kit.progress import heartbeat, spoken
+
+    def echo(*args, **kwargs):
+        click.echo(*args, **kwargs)
+        spoken()
+
+    console = Console(stderr=True)
+    ctx = open_context(recipe, run_dir, overrides, force=force, resume=resume, echo=echo, console=console)
     module = by_name(name).load()
-    for line in module.report(ctx, module.run(ctx)):
+    # Off a terminal, a line after every 30 s of silence: model loading, a trainer's evaluate()
+    # and other steps with no counter of their own must not look like a hung run in a log.
+    with heartbeat(name, console, summary=False):
+        manifest = module.run(ctx)
+    for line in module.report(ctx, manifest):
         click.echo(line)
 
 
