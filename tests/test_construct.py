@@ -315,7 +315,11 @@ def test_bad_inputs_exit_2_one_line(project):
 
 def test_kill_and_resume_equals_uninterrupted(project):
     recipe = make_recipe(project, patterns={"ordinary": 3, "opinion": 3, "anti_induction": 3, "trait": 0})
-    args = ["construct", str(recipe), "--set", "teacher.delay_s=0.25"]
+    # Kills are drawn in units of one teacher call (0.2 to 1.8 calls after the stage starts), so a
+    # kill lands before the first cached answer, mid-call or just after one. A 0.1 s call keeps
+    # those proportions of the old 0.25 s at 40% of the sleeping (~35 s -> ~15 s).
+    delay = 0.1
+    args = ["construct", str(recipe), "--set", f"teacher.delay_s={delay}"]
     ref = _cli(*args, "--run-dir", str(project / "ref"))
     assert ref.returncode == 0, ref.stderr
     rng = random.Random(7)
@@ -340,7 +344,7 @@ def test_kill_and_resume_equals_uninterrupted(project):
             except FileNotFoundError:
                 pass
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.05, 0.45))
+        time.sleep(rng.uniform(0.2, 1.8) * delay)
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             kills += 1
