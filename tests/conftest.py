@@ -103,3 +103,33 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "kit", *args], cwd=cwd or REPO, env=e,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def _uses_module_fixture(item) -> bool:
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(d.scope == "module" for chain in defs.values() for d in chain)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    """How ``make test`` (``--dist loadgroup --no-loadscope-reorder``) spreads the suite.
+
+    A module whose tests share a module-scoped fixture (a trained adapter, an exported bundle)
+    stays on one worker, so the fixture is built once; every other test is scheduled on its own,
+    so the heavy tests of one file (the three recipe dry runs) run on both workers. Slow tests
+    go first: a 3-minute test that starts last would leave the other worker idle that long."""
+    grouped, slow_modules = set(), set()
+    for item in items:
+        if _uses_module_fixture(item):
+            grouped.add(item.module.__name__)
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+        if item.get_closest_marker("slow"):
+            slow_modules.add(item.module.__name__)
+
+    def late(item) -> bool:
+        # a grouped module moves as a whole, so its tests stay contiguous and its fixture is
+        # built once on a plain (single-process) run as well
+        name = item.module.__name__
+        return name not in slow_modules if name in grouped else item.get_closest_marker("slow") is None
+
+    items.sort(key=late)  # stable: files and tests keep their order otherwise
