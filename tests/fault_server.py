@@ -5,7 +5,7 @@ and answers like a small, well-behaved instruct model — except that a seeded s
 requests fails, cycling through the ways real servers fail:
 
 - ``429``      rate limited (with ``Retry-After``)
-- ``500``      server error (no ``Retry-After``: the client's own backoff applies)
+- ``500``      server error (no ``Retry-After`` unless ``retry_after_500`` is set: the client's own backoff applies)
 - ``timeout``  the reply is held past the client's timeout, then the socket is dropped
 - ``bad_body`` HTTP 200 whose body is not JSON
 - ``bad_json`` HTTP 200 with a well-formed envelope whose message is prose, not JSON
@@ -87,11 +87,14 @@ class FaultServer:
     """``with FaultServer(fail_rate=0.3, hold_s=1.5) as srv: ... srv.base_url ... srv.counts``."""
 
     def __init__(self, *, fail_rate: float = 0.3, seed: int = 0, hold_s: float = 2.0, faults=FAULTS,
-                 retry_after: str = "0.1", lifetime_s: float = 300.0, max_requests: int = 5000):
+                 retry_after: str = "0.1", retry_after_500: str | None = None, lifetime_s: float = 300.0, max_requests: int = 5000):
         self.fail_rate = fail_rate
         self.faults = tuple(faults)
         self.hold_s = hold_s
         self.retry_after = retry_after
+        # None (the default) keeps 500s bare so the client's own backoff is exercised; a test
+        # that only needs "the teacher is down" sets "0" so it does not sit through 0.5+1+2+4 s
+        self.retry_after_500 = retry_after_500
         self.lifetime_s = lifetime_s
         self.max_requests = max_requests
         self._rng = random.Random(seed)
@@ -195,7 +198,8 @@ class FaultServer:
         if outcome == "429":
             h._send_json(429, {"error": {"message": "rate limited"}}, {"Retry-After": self.retry_after})
         elif outcome == "500":
-            h._send_json(500, {"error": {"message": "internal error"}})
+            extra = {"Retry-After": self.retry_after_500} if self.retry_after_500 is not None else None
+            h._send_json(500, {"error": {"message": "internal error"}}, extra)
         elif outcome == "timeout":
             self._stopping.wait(self.hold_s)  # the client gives up first
             h.close_connection = True

@@ -107,7 +107,10 @@ def test_construct_survives_a_teacher_failing_30_percent(tmp_path, perskit_home)
 
 def test_teacher_down_stops_with_one_line_then_resumes(tmp_path, perskit_home):
     run_dir = tmp_path / "run"
-    with FaultServer(fail_rate=1.0, faults=("429", "500"), retry_after="0") as down:
+    # Retry-After: 0 on the 500s too: this test is about giving up with one line, not about
+    # backoff timing (the 30% test above still sees bare 500s and the client's own backoff);
+    # without it the client sleeps 0.5+1+2+4 s per prompt and the test takes twice as long
+    with FaultServer(fail_rate=1.0, faults=("429", "500"), retry_after="0", retry_after_500="0") as down:
         res = _construct(tmp_path / "r", down.base_url, run_dir, perskit_home)
     assert res.returncode == 2, res.stderr[-3000:]
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
