@@ -150,7 +150,8 @@ class PlainProgress:
         with self._lock:
             now = self.clock()
             for t in self.tasks.values():
-                if not t.finished and now - t.said >= self.every:
+                # a little early, so a line is never more than `every` after the last one
+                if not t.finished and now - t.said >= self.every - min(0.5, self.every / 10):
                     self._say(t, self.line(t, now))
                     self.spoke = True
 
@@ -199,7 +200,7 @@ class PlainProgress:
             print(text, file=sys.stderr, flush=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(min(self.every / 2, 1.0)):
+        while not self._stop.wait(min(self.every / 2, 0.25)):
             self.tick()
 
 
@@ -264,7 +265,9 @@ class _Heartbeat(PlainProgress):
     def tick(self) -> None:
         with _Spoken.lock:
             quiet = time.monotonic() - _Spoken.last
-        if quiet >= self.every:
+        # later than a counter's line (at every - 0.5 s) and still within `every`: with a counter
+        # running the heartbeat stays quiet instead of doubling its line
+        if quiet >= self.every - min(0.25, self.every / 20):
             super().tick()
 
     def summary(self, t: _Task, failed: bool = False) -> str:

@@ -50,11 +50,11 @@ def test_plain_lines_every_interval_with_eta_and_summary():
         clock.now += 29
         p.tick()
         assert _lines(buf) == []  # not yet 30 s
-        clock.now += 1
+        clock.now += 0.6  # half a second early: the thread wakes every 0.25 s, so never past 30 s
         p.tick()
         p.tick()  # once per interval, not once per tick
-        assert _lines(buf) == ["construct answers: 10/40 (30 s, ETA 90 s)"]
-        clock.now += 95
+        assert _lines(buf) == ["construct answers: 10/40 (30 s, ETA 89 s)"]  # 29.6 s for 10: 88.8 s left
+        clock.now += 95.4
         p.advance(task, 30)  # done: summed up now, and quiet from here on
         other = p.add_task("questions", total=5)
         clock.now += 30
@@ -182,7 +182,10 @@ def test_a_stage_heartbeat_fills_silences_only_and_leaves_the_end_to_the_stage()
     clock.now += 31
     beat.tick()
     assert _lines(buf) == []
-    _Spoken.last = time.monotonic() - 31  # then 31 s with no line from anyone
+    _Spoken.last = time.monotonic() - 29.6  # a counter would have spoken by now: leave it to it
+    beat.tick()
+    assert _lines(buf) == []
+    _Spoken.last = time.monotonic() - 29.8  # nobody did: a line before 30 s of silence
     beat.tick()
     assert _lines(buf) == ["sft still running (31 s)"]
     beat.stop()

@@ -32,7 +32,7 @@ def run_stage(name: str, recipe: str, run_dir: str | None, overrides, *, force: 
     from kit.context import open_context
     from kit.stages import by_name
 
-    from kit.progress import every_seconds, heartbeat, spoken
+    from kit.progress import heartbeat, spoken
 
     def echo(*args, **kwargs):
         click.echo(*args, **kwargs)
@@ -42,10 +42,8 @@ def run_stage(name: str, recipe: str, run_dir: str | None, overrides, *, force: 
     ctx = open_context(recipe, run_dir, overrides, force=force, resume=resume, echo=echo, console=console)
     module = by_name(name).load()
     # Off a terminal, a line after every 30 s of silence: model loading, a trainer's evaluate()
-    # and other steps with no counter of their own must not look like a hung run in a log. The
-    # progress thread wakes once a second and counters speak 30-31 s apart, so the stage's own
-    # line comes after 28 s: no gap in the log reaches 30 s (measured: 31 s at 30).
-    with heartbeat(name, console, every=max(1.0, every_seconds() - 2), summary=False):
+    # and other steps with no counter of their own must not look like a hung run in a log.
+    with heartbeat(name, console, summary=False):
         manifest = module.run(ctx)
     for line in module.report(ctx, manifest):
         click.echo(line)
