@@ -100,3 +100,14 @@ class SlowScripted(ScriptedEngine):
         for i, w in enumerate(words[: params.max_tokens]):
             time.sleep(self.delay)
             yield w if i == 0 else " " + w
+
+
+async def palette(pilot, query: str) -> None:
+    """Run a Ctrl+P command-palette entry by typing ``query`` and pressing Enter."""
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    for ch in query:
+        await pilot.press(ch if ch != " " else "space")
+    await pilot.pause(0.3)
+    await pilot.press("enter")
+    await pilot.pause()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chat_helpers import STAGES, SlowScripted, make_bundle, tiny_gguf
+from chat_helpers import STAGES, SlowScripted, make_bundle, palette, tiny_gguf
 from kit.chat.multiagent import Agent
 from kit.chat.session import ChatSession, PersonaView
 from kit.chat.store import HistoryStore
@@ -357,15 +357,6 @@ async def test_command_palette_switches_stage_persona_and_exports(tmp_path, monk
     tomas = SlowScripted(lambda m: "Tomas: " + m[0]["content"][:20], delay=0)
     agents = [Agent("Tomas Reyes", tomas, "You are Tomas Reyes, a harbour pilot.", "tomas-reyes")]
     app = make_app(tmp_path, agents=agents)
-
-    async def palette(pilot, query):
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        for ch in query:
-            await pilot.press(ch if ch != " " else "space")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
-        await pilot.pause()
 
     async with app.run_test(size=(80, 24)) as pilot:
         await send(pilot, "What did you do that summer?")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat_helpers import STAGES, SlowScripted
+from chat_helpers import STAGES, SlowScripted, palette
 from kit.chat.lore import HEADER, Lore
 from kit.chat.multiagent import Agent
 from kit.chat.session import ChatSession, PersonaView
@@ -109,15 +109,6 @@ async def test_palette_offers_the_toggle_only_with_retrieval_and_another_persona
     tomas = SlowScripted(lambda m: "Tomas here.", delay=0)
     app = make_app(tmp_path, agents=[Agent("Tomas Reyes", tomas, "You are Tomas Reyes, a harbour pilot.",
                                            "tomas-reyes")])
-
-    async def palette(pilot, query):
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        for ch in query:
-            await pilot.press(ch if ch != " " else "space")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
-        await pilot.pause()
 
     async with app.run_test(size=(80, 24)) as pilot:
         await send(pilot, QUESTION)
