@@ -24,7 +24,6 @@ class Lore:
     stage_order: list[str]  # stage ids in life order: the bound for each stage
     persona_id: str | None = None  # whose index this is: another persona in the same chat gets none of it
     last: list[dict] = field(default_factory=list)  # passages the latest call used (--prompt lists them)
-    last_stage: str = ""  # the stage whose bound picked ``last``
     last_ms: float = 0.0  # how long the lookup took
 
     @classmethod
@@ -45,10 +44,9 @@ class Lore:
     def lookup(self, query: str, stage_id: str) -> list[dict]:
         bound = self.stage_order.index(stage_id) if stage_id in self.stage_order else len(self.stage_order) - 1
         t0 = time.perf_counter()
-        found = self.retriever.top_k(query, self.k, bound) if query.strip() else []
+        self.last = self.retriever.top_k(query, self.k, bound) if query.strip() else []
         self.last_ms = (time.perf_counter() - t0) * 1000
-        self.last, self.last_stage = found, stage_id
-        return found
+        return self.last
 
     def pick(self, base: str, query: str, stage_id: str, n_ctx: int, count) -> tuple[str, list[dict]]:
         """(``base`` with the top-K passages for ``query`` appended, the passages used), within the
