@@ -192,6 +192,33 @@ def test_adding_a_variant_keeps_the_other_variants_parts(tmp_path):
     assert hashes("eval.variants=[prompted]", "eval.max_questions=2")[1] != part
 
 
+def test_training_dpo_after_a_finished_eval_keeps_the_other_variants_parts(tmp_path):
+    """A part's key holds only its own variant's adapter: training dpo after a finished eval
+    reruns only dpo, and a retrained sft reruns sft and sft_rag, not the prompted baseline."""
+    from kit.commands._common import open_run
+    from kit.eval.runner import Inputs
+
+    recipe, run = _project(tmp_path)
+
+    def keys():
+        inputs = Inputs(*open_run(str(recipe), str(run), ()))
+        shared = inputs.hash(per_variant=True)
+        return {v: inputs.part_key(shared, v) for v in ("prompted", "sft", "sft_rag", "dpo")}
+
+    (run / "sft" / "adapter").mkdir(parents=True, exist_ok=True)
+    (run / "sft" / "adapter" / "adapter_model.safetensors").write_bytes(b"sft weights")
+    before = keys()
+    assert before["sft"] == before["sft_rag"] != before["prompted"] == before["dpo"]  # no dpo adapter yet
+    (run / "dpo" / "adapter").mkdir(parents=True)
+    (run / "dpo" / "adapter" / "adapter_model.safetensors").write_bytes(b"dpo weights")
+    after = keys()
+    assert {v: after[v] for v in ("prompted", "sft", "sft_rag")} == {v: before[v] for v in ("prompted", "sft", "sft_rag")}
+    assert after["dpo"] not in (before["dpo"], after["sft"])
+    (run / "sft" / "adapter" / "adapter_model.safetensors").write_bytes(b"sft weights, retrained")
+    again = keys()
+    assert again["prompted"] == before["prompted"] and again["dpo"] == after["dpo"] and again["sft"] != after["sft"]
+
+
 def test_rag_variants_retrieve_bounded_passages_never_the_items_own(tmp_path):
     """prompted_rag (the retrieval baseline): the full prompt plus the top passages for the
     question, bounded by the item's stage and never the passage the item was cut from."""

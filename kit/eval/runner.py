@@ -39,6 +39,8 @@ class Inputs:
         self.contrasts = self._contrasts(loaded)
         self.adapters = {v: run.path / v / "adapter" for v in ("sft", "dpo")}
         self.gguf = loaded.resolve_path(self.cfg.gguf) if self.cfg.gguf else None
+        # the contrast personas' own adapters answer in every variant's distinctiveness
+        self.contrast_dirs = [loaded.resolve_path(f) for f in (self.cfg.contrast_adapters or {}).values()]
         self._retriever = None
 
     def retriever(self):
@@ -81,19 +83,28 @@ class Inputs:
         return out
 
     def hash(self, *, per_variant: bool = False) -> str:
-        """The inputs of the whole eval; ``per_variant`` leaves out the variant list, so adding a
-        variant to a finished eval (say prompted_rag) reuses the parts of the others."""
+        """The inputs of the whole eval; ``per_variant`` leaves out the variant list and the
+        trained adapters (``part_key`` adds a variant's own), so adding a variant to a finished
+        eval (prompted_rag, or dpo once trained) reuses the parts of the others."""
         cfg = self.cfg.model_dump(mode="json")
         if per_variant:
             cfg.pop("variants", None)
         probes = self.test_path.with_name("probes.jsonl")
         files = [p for p in (self.test_path, probes, self.passages_path) if p.exists()]
-        files += [a for a in self.adapters.values() if a.is_dir()]
+        files += [a for a in self.contrast_dirs if a.is_dir()]
+        if not per_variant:
+            files += [a for a in self.adapters.values() if a.is_dir()]
         files += [self.gguf] if self.gguf and self.gguf.exists() else []
         return hash_obj({"eval": cfg, "model": self.recipe.train.model,
                          "teacher": self.recipe.teacher.model_dump(mode="json"),
                          "persona": self.persona.model_dump(mode="json"), "files": hash_paths(files),
                          "style": self.recipe.construct.prompt_style(), "method": METHOD})
+
+    def part_key(self, shared: str, variant: str) -> str:
+        """A variant's saved-part key: the shared inputs plus its own adapter, if it has one."""
+        adapter = self.adapters.get(variant.removesuffix("_rag"))
+        own = hash_paths([adapter]) if adapter is not None and adapter.is_dir() else None
+        return shared if own is None else hash_obj({"inputs": shared, "adapter": own})
 
     def system(self, stage: str | None, variant: str, persona=None) -> str:
         """The prompted baseline gets the full persona text (the strongest prompt-only rival);
@@ -226,7 +237,7 @@ def run_eval(loaded, lp, run, *, console=None) -> dict:
 
 def _variant(name: str, inputs: Inputs, judge, base, contrasts, parts: Path, h: str, console):
     """One variant's results and answer rows: reused from eval/parts when its inputs match."""
-    part = parts / f"{name}.json"
+    part, h = parts / f"{name}.json", inputs.part_key(h, name)
     if part.exists():
         import json
 
