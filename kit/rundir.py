@@ -105,6 +105,20 @@ def hash_obj(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def settings(model) -> dict:
+    """A config section as a stage's inputs hash sees it: fields at their default are left out,
+    so a perskit that adds a setting (at a default that keeps the old behaviour) does not redo a
+    finished stage (train.gold_repeat once restarted a 20-min SFT that way). A field that is set
+    goes in whole, and a tag (``kind``, ``backend``: a Literal) always goes in, so switching
+    teacher or backend still counts as a change."""
+    from typing import Literal, get_origin
+
+    full, changed = model.model_dump(mode="json"), model.model_dump(mode="json", exclude_defaults=True)
+    fields = type(model).model_fields
+    return {k: v for k, v in full.items()
+            if k in changed or (k in fields and get_origin(fields[k].annotation) is Literal)}
+
+
 def hash_paths(paths: Iterable[Path]) -> str:
     """Content hash of files and folders (sorted, names included)."""
     h = hashlib.sha256()

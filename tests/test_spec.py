@@ -140,6 +140,26 @@ def test_recipe_defaults_overrides_and_root(tmp_path):
     assert lr.spec.dpo.beta == 0.1  # default
 
 
+def test_a_setting_at_its_default_leaves_the_stage_hash_alone(tmp_path):
+    """A stage is redone when its settings change, not when a newer perskit adds a field at a
+    default that keeps the old behaviour (written out or left out hashes the same); a changed
+    value or a switched backend/teacher kind still changes the hash."""
+    from kit.construct.pipeline import inputs_hash
+    from kit.spec.persona import load_persona
+
+    path = write_recipe(tmp_path, RECIPE)
+
+    def hashes(*sets):
+        lr = load_recipe(path, list(sets))
+        return lr.spec.section_hash("train"), inputs_hash(lr, load_persona(lr.persona_path()))
+
+    plain = hashes()
+    assert hashes("train.gold_repeat=1", "train.reproduce_items=12", "construct.best_of=2") == plain
+    assert hashes("train.gold_repeat=2")[0] != plain[0]
+    assert hashes("construct.best_of=1")[1] != plain[1]
+    assert hashes("train.backend=mlx")[0] != plain[0]
+
+
 @pytest.mark.parametrize("text,overrides,expected", [
     (RECIPE.replace("trl", "tensorflow"), [], "train"),
     (RECIPE + "trian: {}\n", [], "trian (line 5): unknown key"),

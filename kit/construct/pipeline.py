@@ -24,7 +24,8 @@ from kit.construct.prompts import prompts_dir, template_hash
 from kit.retrieval import Retriever
 from kit.construct.split import card, gold_record, probe_row, split_gold, stratified_split, to_row
 from kit.errors import KitError
-from kit.rundir import append_jsonl, atomic_write_text, hash_obj, hash_paths, peak_rss_mb, read_jsonl, write_jsonl
+from kit.rundir import (append_jsonl, atomic_write_text, hash_obj, hash_paths, peak_rss_mb, read_jsonl, settings,
+                        write_jsonl)
 from kit.teachers import TeacherError, make_teacher
 
 MAX_CONSECUTIVE_FAILURES = 8
@@ -37,10 +38,10 @@ def templates() -> dict[str, str]:
 
 def inputs_hash(loaded, lp) -> str:
     spec = loaded.spec
-    return hash_obj({"persona": lp.spec.model_dump(mode="json"),
+    return hash_obj({"persona": settings(lp.spec),
                      "sources": hash_paths([lp.source_path(s) for s in lp.spec.sources]),
-                     "teacher": spec.teacher.model_dump(mode="json"),
-                     "construct": spec.construct.model_dump(mode="json"), "templates": sorted(templates()),
+                     "teacher": settings(spec.teacher),
+                     "construct": settings(spec.construct), "templates": sorted(templates()),
                      "gates": GATES_VERSION})
 
 

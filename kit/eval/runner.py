@@ -14,7 +14,7 @@ from pathlib import Path
 from kit.errors import KitError
 from kit.eval.measures import METRICS, Ctx
 from kit.eval.questions import Question, load_questions, split_questions
-from kit.rundir import atomic_write_json, hash_obj, hash_paths, read_jsonl, write_jsonl
+from kit.rundir import atomic_write_json, hash_obj, hash_paths, read_jsonl, settings, write_jsonl
 
 
 # Bump when what a metric asks or counts changes, so saved per-variant results are recomputed.
@@ -86,7 +86,7 @@ class Inputs:
         """The inputs of the whole eval; ``per_variant`` leaves out the variant list and the
         trained adapters (``part_key`` adds a variant's own), so adding a variant to a finished
         eval (prompted_rag, or dpo once trained) reuses the parts of the others."""
-        cfg = self.cfg.model_dump(mode="json")
+        cfg = settings(self.cfg)
         if per_variant:
             cfg.pop("variants", None)
         probes = self.test_path.with_name("probes.jsonl")
@@ -95,9 +95,8 @@ class Inputs:
         if not per_variant:
             files += [a for a in self.adapters.values() if a.is_dir()]
         files += [self.gguf] if self.gguf and self.gguf.exists() else []
-        return hash_obj({"eval": cfg, "model": self.recipe.train.model,
-                         "teacher": self.recipe.teacher.model_dump(mode="json"),
-                         "persona": self.persona.model_dump(mode="json"), "files": hash_paths(files),
+        return hash_obj({"eval": cfg, "model": self.recipe.train.model, "teacher": settings(self.recipe.teacher),
+                         "persona": settings(self.persona), "files": hash_paths(files),
                          "style": self.recipe.construct.prompt_style(), "method": METHOD})
 
     def part_key(self, shared: str, variant: str) -> str:

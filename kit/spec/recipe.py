@@ -45,8 +45,11 @@ class Recipe(Strict):
     chat: ChatConfig = Field(default_factory=ChatConfig)
 
     def section_hash(self, *names: str) -> str:
-        """Stable hash of some sections, used to decide whether a stage is up to date."""
-        blob = json.dumps({n: getattr(self, n).model_dump(mode="json") if hasattr(getattr(self, n), "model_dump")
+        """Stable hash of some sections, used to decide whether a stage is up to date (fields at
+        their default left out: kit.rundir.settings)."""
+        from kit.rundir import settings
+
+        blob = json.dumps({n: settings(getattr(self, n)) if hasattr(getattr(self, n), "model_dump")
                            else getattr(self, n) for n in names}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
