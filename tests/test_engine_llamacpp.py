@@ -143,6 +143,18 @@ def test_engine_is_deterministic_at_temperature_zero_and_with_seed(engine):
     assert engine.complete(MSGS, ps) == engine.complete(MSGS, ps)
 
 
+def test_seed_minus_one_samples_afresh_in_every_process(gguf):
+    """seed -1 (the bundles' default) means random: a new engine (a new `chat --prompt`, a new
+    chat) must not give the same first sampled reply every time, as llama.cpp's default seed did."""
+    p = GenParams(max_tokens=8, temperature=1.0, seed=-1)
+    firsts = set()
+    for _ in range(4):
+        e = LlamaCppEngine(gguf, n_ctx=256, stop=["<|im_end|>"])
+        firsts.add(e.complete(MSGS, p))
+        e.close()
+    assert len(firsts) > 1
+
+
 def test_closing_the_stream_stops_generation(engine):
     gen = engine.stream(MSGS, GenParams(max_tokens=64, temperature=0))
     first = next(gen)

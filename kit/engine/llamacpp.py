@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import time
 from pathlib import Path
 from typing import Iterator
@@ -148,8 +149,9 @@ class LlamaCppEngine:
             kwargs.update(n_threads=threads, n_threads_batch=threads)
         if lora_path is not None:
             kwargs["lora_path"] = str(lora_path)
-        if seed >= 0:
-            kwargs["seed"] = seed
+        # llama.cpp's default seed is the same in every process: -1 must mean a fresh one, or every
+        # `chat --prompt` and every chat's first reply is the same sample
+        kwargs["seed"] = seed if seed >= 0 else random.SystemRandom().randrange(2**31)
         try:
             self.llm = llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError) as exc:
