@@ -156,6 +156,11 @@ class StageDir:
         self.path.mkdir(parents=True, exist_ok=True)
         m = self.manifest()
         if m.get("inputs_hash") != inputs_hash:
+            if m.get("status") == "done":  # a finished stage redone: keep its record (figures, times, log)
+                atomic_write_json(self.manifest_path.with_name("manifest.prev.json"), m)
+                log = self.path / "metrics.jsonl"
+                if log.is_file():
+                    log.replace(log.with_name("metrics.prev.jsonl"))
             m = {}  # inputs changed: the old partial state is not trusted for status
         m.update({"stage": self.name, "status": "running", "inputs_hash": inputs_hash,
                   "started_at": m.get("started_at") or time.time(), **extra})
