@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -159,8 +160,8 @@ class StageDir:
             if m.get("status") == "done":  # a finished stage redone: keep its record (figures, times, log)
                 atomic_write_json(self.manifest_path.with_name("manifest.prev.json"), m)
                 log = self.path / "metrics.jsonl"
-                if log.is_file():
-                    log.replace(log.with_name("metrics.prev.jsonl"))
+                if log.is_file():  # copied, not moved: a --resume with new settings appends to it
+                    shutil.copyfile(log, log.with_name("metrics.prev.jsonl"))
             m = {}  # inputs changed: the old partial state is not trusted for status
         m.update({"stage": self.name, "status": "running", "inputs_hash": inputs_hash,
                   "started_at": m.get("started_at") or time.time(), **extra})
