@@ -23,7 +23,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Literal, get_origin
 
 # A stage's manifest: status, inputs_hash, counts, metrics, timings and what it recorded
 # for later stages (the sft stage's ``base``). Plain JSON on disk.
@@ -112,8 +112,6 @@ def settings(model) -> dict:
     finished stage (train.gold_repeat once restarted a 20-min SFT that way). A field that is set
     goes in whole, and a tag (``kind``, ``backend``: a Literal) always goes in, so switching
     teacher or backend still counts as a change."""
-    from typing import Literal, get_origin
-
     full, changed = model.model_dump(mode="json"), model.model_dump(mode="json", exclude_defaults=True)
     fields = type(model).model_fields
     return {k: v for k, v in full.items()

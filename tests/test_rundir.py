@@ -9,7 +9,8 @@ from kit.rundir import RunDir
 
 def test_redoing_a_finished_stage_keeps_its_record(tmp_path):
     """A finished stage whose inputs changed starts afresh, but its finished manifest (figures,
-    times) is kept as manifest.prev.json and its training log as metrics.prev.jsonl: a rerun that should not have retrained loses no record."""
+    times) is kept as manifest.prev.json and its training log as metrics.prev.jsonl: a rerun
+    that should not have retrained loses no record."""
     stage = RunDir(tmp_path / "run").stage("sft")
     stage.begin("old")
     stage.finish(metrics={"final_loss": 2.84})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kit.errors import KitError
 from kit.progress import heartbeat
-from kit.rundir import Manifest, hash_obj, hash_paths, read_jsonl, write_jsonl
+from kit.rundir import Manifest, hash_obj, hash_paths, read_jsonl, settings, write_jsonl
 
 
 def _contrast_specs(loaded, names: list[str]) -> list:
@@ -115,8 +115,8 @@ def mine_stage(loaded, persona, run, base, echo=print) -> tuple[Path, dict]:
     dcfg = loaded.spec.dpo
     pairs_path, stage = run.dpo_pairs, run.stage("dpo")
     # Only what changes the pairs: retuning beta or steps must not regenerate answers.
-    mining = dcfg.model_dump(mode="json", exclude={"enabled", "beta", "max_steps", "learning_rate", "batch_size",
-                                                    "max_length", "rounds"})
+    training_only = {"enabled", "beta", "max_steps", "learning_rate", "batch_size", "max_length", "rounds"}
+    mining = {k: v for k, v in settings(dcfg).items() if k not in training_only}
     mine_hash = hash_obj({"data": hash_paths([run.train_rows, run.sft_adapter]), "dpo": mining,
                           "style": loaded.spec.construct.prompt_style(),
                           "base": base.fingerprint, "backend": loaded.spec.train.backend})

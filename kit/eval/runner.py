@@ -234,14 +234,14 @@ def run_eval(loaded, lp, run, *, console=None) -> dict:
     return results
 
 
-def _variant(name: str, inputs: Inputs, judge, base, contrasts, parts: Path, h: str, console):
+def _variant(name: str, inputs: Inputs, judge, base, contrasts, parts: Path, shared: str, console):
     """One variant's results and answer rows: reused from eval/parts when its inputs match."""
-    part, h = parts / f"{name}.json", inputs.part_key(h, name)
+    part, key = parts / f"{name}.json", inputs.part_key(shared, name)
     if part.exists():
         import json
 
         saved = json.loads(part.read_text(encoding="utf-8"))
-        if saved.get("inputs_hash") == h:  # finished before an interruption: reuse
+        if saved.get("inputs_hash") == key:  # finished before an interruption: reuse
             return saved["results"], read_jsonl(parts / f"{name}.answers.jsonl")
     t0 = time.perf_counter()
     engine = make_engine(name, inputs, base)
@@ -253,7 +253,7 @@ def _variant(name: str, inputs: Inputs, judge, base, contrasts, parts: Path, h: 
         engine.close()
     res["wall_s"] = round(time.perf_counter() - t0, 2)
     write_jsonl(parts / f"{name}.answers.jsonl", rows)
-    atomic_write_json(part, {"inputs_hash": h, "results": res})
+    atomic_write_json(part, {"inputs_hash": key, "results": res})
     return res, rows
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from kit.errors import KitError
 from kit.export import card as cards
 from kit.export import companion, ggufops, merge, modelcard, ollama, parity
-from kit.rundir import hash_obj, hash_paths, peak_rss_mb, read_jsonl, sha256_file
+from kit.rundir import hash_obj, hash_paths, peak_rss_mb, read_jsonl, settings, sha256_file
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -52,10 +52,10 @@ def export_run(loaded, persona, run, *, force: bool = False, progress=None) -> d
     base_rec = base_for_run(loaded, run, "export")  # the folder the adapter was trained on, unchanged
     base = base_rec.folder
     dest = loaded.resolve_path(cfg.out_dir) / persona.spec.id
-    inputs = hash_obj({"adapter": hash_paths([adapter]), "export": cfg.model_dump(mode="json"),
+    inputs = hash_obj({"adapter": hash_paths([adapter]), "export": settings(cfg),
                        "passages": hash_paths([run.passages]) if run.passages.is_file() else None,
                        "model": loaded.spec.train.model, "base": base_rec.fingerprint,
-                       "persona": persona.spec.model_dump(mode="json"),
+                       "persona": settings(persona.spec),
                        "llama_cpp": llama_cpp_version()})
     stage = run.stage("export")
     if not force and stage.is_done(inputs) and (dest / "manifest.json").is_file():

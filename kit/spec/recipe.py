@@ -21,6 +21,7 @@ from kit.dpo.config import DpoConfig
 from kit.errors import KitError
 from kit.eval.config import EvalConfig
 from kit.export.config import ExportConfig
+from kit.rundir import settings
 from kit.spec.base import Strict
 from kit.spec.yamlio import load_yaml, override_value, validate
 from kit.teachers.config import TeacherConfig
@@ -47,8 +48,6 @@ class Recipe(Strict):
     def section_hash(self, *names: str) -> str:
         """Stable hash of some sections, used to decide whether a stage is up to date (fields at
         their default left out: kit.rundir.settings)."""
-        from kit.rundir import settings
-
         blob = json.dumps({n: settings(getattr(self, n)) if hasattr(getattr(self, n), "model_dump")
                            else getattr(self, n) for n in names}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
